@@ -1,0 +1,102 @@
+import { z } from "zod";
+import { parseDuration, parseSchedule } from "./duration.js";
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      try {
+        return parseDuration(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const schedule = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      try {
+        return parseSchedule(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const integer = (fallback: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const boolean = z
+  .enum(["true", "false", "1", "0", ""])
+  .default("false")
+  .transform((value) => value === "true" || value === "1");
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value === "" ? undefined : value));
+
+/**
+ * Every environment variable the service reads, with its default.
+ * The README's configuration table is checked against this object by a test.
+ */
+export const configSchema = z.object({
+  DATABASE_URL: optionalText,
+  PGLITE_DIR: z.string().default("./.data/pglite"),
+  PORT: integer(3000, 0, 65535),
+  HOST: z.string().default("0.0.0.0"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  INTERNAL_API_TOKEN: optionalText,
+  WEBHOOK_RETRY_DELAYS: schedule("0,10s,60s"),
+  WEBHOOK_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  VEO_WEBHOOK_RETRY_DELAYS: schedule("0,30s,30s,30s,30s"),
+  VEO_WEBHOOK_TIMEOUT_MS: integer(30_000, 100, 300_000),
+  VEO_WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  WEBHOOK_RETRY_AFTER_CAP: duration("1h"),
+  WEBHOOK_HEADER_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9-]*-$/, "must look like X-Webhook- (letters, digits, dashes, ending in a dash)")
+    .default("X-Webhook-"),
+  WEBHOOK_ALLOW_INSECURE_URLS: boolean,
+  WORKER_CONCURRENCY: integer(64, 1, 10_000),
+  WORKER_BATCH_SIZE: integer(64, 1, 1_000),
+  WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
+  LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
+  JOB_TIMEOUT: duration("10m"),
+});
+
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN"]);
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validates the environment, naming every bad variable in one error. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = configSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const name = String(issue.path[0]);
+        const shown = SECRET_VARIABLES.has(name) ? "hidden" : JSON.stringify(env[name]);
+        return `${name}: ${issue.message} (got ${shown})`;
+      }),
+    );
+  }
+  return result.data;
+}
+
+/** A complete config for tests and embedders: defaults plus overrides. */
+export function configWith(overrides: Partial<Config>): Config {
+  return { ...configSchema.parse({}), ...overrides };
+}

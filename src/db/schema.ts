@@ -1,0 +1,263 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  pgView,
+  primaryKey,
+  smallint,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+export const JOB_STATUSES = ["queued", "processing", "completed", "partial", "failed"] as const;
+export const TERMINAL_JOB_STATUSES = ["completed", "partial", "failed"] as const;
+export const PROJECT_STATUSES = ["queued", "processing", "completed", "failed"] as const;
+export const DELIVERY_STATUSES = ["pending", "delivering", "succeeded", "failed"] as const;
+export const ATTEMPT_OUTCOMES = ["succeeded", "retry", "failed", "interrupted"] as const;
+export const ERROR_KINDS = [
+  "timeout",
+  "connect",
+  "dns",
+  "tls",
+  "blocked_address",
+  "http_status",
+  "redirect",
+  "other",
+] as const;
+export const API_FLAVORS = ["nouvel", "veo3"] as const;
+
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export type ProjectStatus = (typeof PROJECT_STATUSES)[number];
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+export type ApiFlavor = (typeof API_FLAVORS)[number];
+
+const inList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
+const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+// Keyset cursors carry JS Dates (milliseconds), so paginated creation times are stored at that precision.
+const nowMs = sql`date_trunc('milliseconds', now())`;
+
+export const tenants = pgTable("tenants", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  name: text("name").notNull(),
+  createdAt: tstz("created_at").notNull().defaultNow(),
+});
+
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").notNull(),
+    // sha256 of the whole key; the key itself is shown once and never stored.
+    keyHash: text("key_hash").notNull(),
+    prefix: text("prefix").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    revokedAt: tstz("revoked_at"),
+  },
+  (t) => [
+    foreignKey({ name: "api_keys_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete("cascade"),
+    unique("api_keys_key_hash_uq").on(t.keyHash),
+    unique("api_keys_prefix_uq").on(t.prefix),
+    index("api_keys_tenant_idx").on(t.tenantId),
+  ],
+);
+
+export const signingSecrets = pgTable(
+  "signing_secrets",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").notNull(),
+    secret: text("secret").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    expiresAt: tstz("expires_at"),
+  },
+  (t) => [
+    foreignKey({ name: "signing_secrets_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
+      "cascade",
+    ),
+    check("signing_secrets_format_ck", sql`${t.secret} ~ '^whsec_[A-Za-z0-9+/]{43}=$'`),
+    index("signing_secrets_tenant_idx").on(t.tenantId, t.createdAt),
+  ],
+);
+
+export const jobs = pgTable(
+  "jobs",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").notNull(),
+    apiFlavor: text("api_flavor").$type<ApiFlavor>().notNull(),
+    prompt: text("prompt").notNull(),
+    status: text("status").$type<JobStatus>().notNull().default("queued"),
+    webhookUrl: text("webhook_url"),
+    createdAt: tstz("created_at").notNull().default(nowMs),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+    completedAt: tstz("completed_at"),
+    deadlineAt: tstz("deadline_at").notNull(),
+  },
+  (t) => [
+    foreignKey({ name: "jobs_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete("cascade"),
+    check("jobs_status_ck", sql`${t.status} in (${inList(JOB_STATUSES)})`),
+    check("jobs_api_flavor_ck", sql`${t.apiFlavor} in (${inList(API_FLAVORS)})`),
+    check(
+      "jobs_completed_at_ck",
+      sql`(${t.status} in (${inList(TERMINAL_JOB_STATUSES)})) = (${t.completedAt} is not null)`,
+    ),
+    // GET /api/v1/jobs: newest first per tenant, keyset-paginated on (created_at, id).
+    index("jobs_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
+    // The deadline sweeper only ever looks at open jobs.
+    index("jobs_open_deadline_idx").on(t.deadlineAt).where(sql`${t.status} in ('queued', 'processing')`),
+  ],
+);
+
+export const jobProjects = pgTable(
+  "job_projects",
+  {
+    id: uuid("id").notNull().defaultRandom(),
+    jobId: uuid("job_id").notNull(),
+    index: smallint("index").notNull(),
+    status: text("status").$type<ProjectStatus>().notNull().default("queued"),
+    videoUrl: text("video_url"),
+    seed: bigint("seed", { mode: "number" }),
+    errorCode: text("error_code"),
+    errorMessage: text("error_message"),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: "job_projects_pk", columns: [t.jobId, t.index] }),
+    unique("job_projects_id_uq").on(t.id),
+    foreignKey({ name: "job_projects_job_fk", columns: [t.jobId], foreignColumns: [jobs.id] }).onDelete("cascade"),
+    check("job_projects_status_ck", sql`${t.status} in (${inList(PROJECT_STATUSES)})`),
+    check("job_projects_index_ck", sql`${t.index} >= 0 and ${t.index} < 20`),
+  ],
+);
+
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").notNull(),
+    jobId: uuid("job_id").notNull(),
+    eventType: text("event_type").notNull(),
+    url: text("url").notNull(),
+    payload: jsonb("payload").notNull(),
+    status: text("status").$type<DeliveryStatus>().notNull().default("pending"),
+    attemptCount: integer("attempt_count").notNull().default(0),
+    maxAttempts: integer("max_attempts").notNull(),
+    // The policy in force at enqueue, frozen so later configuration never rewrites history.
+    retryDelaysMs: integer("retry_delays_ms").array().notNull(),
+    timeoutMs: integer("timeout_ms").notNull(),
+    connectTimeoutMs: integer("connect_timeout_ms").notNull(),
+    // While delivering, next_attempt_at equals locked_until: an expired lease is simply due again.
+    nextAttemptAt: tstz("next_attempt_at"),
+    lockedBy: text("locked_by"),
+    lockedUntil: tstz("locked_until"),
+    lastResponseStatus: smallint("last_response_status"),
+    lastError: text("last_error"),
+    createdAt: tstz("created_at").notNull().default(nowMs),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [
+    foreignKey({ name: "webhook_deliveries_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
+      "cascade",
+    ),
+    foreignKey({ name: "webhook_deliveries_job_fk", columns: [t.jobId], foreignColumns: [jobs.id] }).onDelete("cascade"),
+    unique("webhook_deliveries_job_event_uq").on(t.jobId, t.eventType),
+    check("webhook_deliveries_status_ck", sql`${t.status} in (${inList(DELIVERY_STATUSES)})`),
+    check("webhook_deliveries_attempts_ck", sql`${t.attemptCount} >= 0 and ${t.attemptCount} <= ${t.maxAttempts}`),
+    check("webhook_deliveries_max_attempts_ck", sql`${t.maxAttempts} >= 1`),
+    check(
+      "webhook_deliveries_due_ck",
+      sql`(${t.status} in ('pending', 'delivering')) = (${t.nextAttemptAt} is not null)`,
+    ),
+    check(
+      "webhook_deliveries_lease_ck",
+      sql`(${t.status} = 'delivering') = (${t.lockedBy} is not null and ${t.lockedUntil} is not null)`,
+    ),
+    // The claim query: due work only, in due order. Finished rows never enter this index.
+    index("webhook_deliveries_claim_idx")
+      .on(t.nextAttemptAt)
+      .where(sql`${t.status} in ('pending', 'delivering')`),
+    index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
+  ],
+);
+
+export const webhookDeliveryAttempts = pgTable(
+  "webhook_delivery_attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    deliveryId: uuid("delivery_id").notNull(),
+    attemptNumber: integer("attempt_number").notNull(),
+    workerId: text("worker_id").notNull(),
+    startedAt: tstz("started_at").notNull(),
+    finishedAt: tstz("finished_at").notNull(),
+    durationMs: integer("duration_ms").notNull(),
+    responseStatus: smallint("response_status"),
+    responseBodyExcerpt: text("response_body_excerpt"),
+    errorKind: text("error_kind").$type<ErrorKind>(),
+    errorMessage: text("error_message"),
+    outcome: text("outcome").$type<AttemptOutcome>().notNull(),
+  },
+  (t) => [
+    foreignKey({
+      name: "webhook_delivery_attempts_delivery_fk",
+      columns: [t.deliveryId],
+      foreignColumns: [webhookDeliveries.id],
+    }).onDelete("cascade"),
+    unique("webhook_delivery_attempts_number_uq").on(t.deliveryId, t.attemptNumber),
+    check("webhook_delivery_attempts_outcome_ck", sql`${t.outcome} in (${inList(ATTEMPT_OUTCOMES)})`),
+    check(
+      "webhook_delivery_attempts_error_kind_ck",
+      sql`${t.errorKind} is null or ${t.errorKind} in (${inList(ERROR_KINDS)})`,
+    ),
+    check("webhook_delivery_attempts_excerpt_ck", sql`octet_length(${t.responseBodyExcerpt}) <= 1024`),
+    index("webhook_delivery_attempts_started_idx").on(t.startedAt),
+  ],
+);
+
+/** One row per delivery with its latest attempt and its job: the starting point for ad-hoc audit SQL. */
+export const deliveryAudit = pgView("delivery_audit", {
+  deliveryId: uuid("delivery_id"),
+  tenantId: uuid("tenant_id"),
+  jobId: uuid("job_id"),
+  jobStatus: text("job_status"),
+  apiFlavor: text("api_flavor"),
+  eventType: text("event_type"),
+  url: text("url"),
+  deliveryStatus: text("delivery_status"),
+  attemptCount: integer("attempt_count"),
+  maxAttempts: integer("max_attempts"),
+  nextAttemptAt: tstz("next_attempt_at"),
+  createdAt: tstz("created_at"),
+  finishedAt: tstz("finished_at"),
+  lastAttemptNumber: integer("last_attempt_number"),
+  lastAttemptOutcome: text("last_attempt_outcome"),
+  lastAttemptStatus: smallint("last_attempt_status"),
+  lastAttemptErrorKind: text("last_attempt_error_kind"),
+  lastAttemptError: text("last_attempt_error"),
+  lastAttemptDurationMs: integer("last_attempt_duration_ms"),
+  lastAttemptAt: tstz("last_attempt_at"),
+}).as(sql`
+  select d.id as delivery_id, d.tenant_id, d.job_id, j.status as job_status, j.api_flavor, d.event_type, d.url,
+         d.status as delivery_status, d.attempt_count, d.max_attempts, d.next_attempt_at, d.created_at, d.finished_at,
+         a.attempt_number as last_attempt_number, a.outcome as last_attempt_outcome,
+         a.response_status as last_attempt_status, a.error_kind as last_attempt_error_kind,
+         a.error_message as last_attempt_error, a.duration_ms as last_attempt_duration_ms,
+         a.finished_at as last_attempt_at
+  from webhook_deliveries d
+  join jobs j on j.id = d.job_id
+  left join lateral (
+    select * from webhook_delivery_attempts x
+    where x.delivery_id = d.id
+    order by x.attempt_number desc
+    limit 1
+  ) a on true
+`);

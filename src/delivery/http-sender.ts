@@ -1,0 +1,138 @@
+import { Agent, request } from "undici";
+import type { ErrorKind } from "../db/schema.js";
+import { parseRetryAfter, type AttemptResult } from "./outcome.js";
+import { UrlRejectedError, type UrlPolicy } from "./url-policy.js";
+
+export interface OutgoingRequest {
+  url: string;
+  body: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export const RESPONSE_READ_CAP_BYTES = 64 * 1024;
+export const RESPONSE_EXCERPT_BYTES = 1024;
+const USER_AGENT = "webhook-outbox/0.1";
+
+/**
+ * Sends one attempt. Keeps one keep-alive agent per connect timeout, never follows redirects,
+ * reads at most 64 KiB of the answer and keeps a 1 KiB excerpt. Never throws: every failure
+ * becomes an AttemptResult with an error kind.
+ */
+export class HttpSender {
+  private readonly agents = new Map<number, Agent>();
+
+  constructor(private readonly urlPolicy: UrlPolicy) {}
+
+  async send(outgoing: OutgoingRequest): Promise<AttemptResult> {
+    const startedAt = new Date();
+    const started = performance.now();
+    const finish = (partial: Omit<AttemptResult, "startedAt" | "finishedAt" | "durationMs">): AttemptResult => ({
+      startedAt,
+      finishedAt: new Date(),
+      durationMs: Math.round(performance.now() - started),
+      ...partial,
+    });
+
+    try {
+      await this.urlPolicy.check(outgoing.url);
+    } catch (error) {
+      if (error instanceof UrlRejectedError) {
+        return finish({
+          responseStatus: null,
+          responseBodyExcerpt: null,
+          error: { kind: "blocked_address", message: error.message },
+        });
+      }
+      throw error;
+    }
+
+    const signal = AbortSignal.timeout(outgoing.timeoutMs);
+    try {
+      const response = await request(outgoing.url, {
+        method: "POST",
+        dispatcher: this.agentFor(outgoing.connectTimeoutMs),
+        headers: { "content-type": "application/json", "user-agent": USER_AGENT, ...outgoing.headers },
+        body: outgoing.body,
+        signal,
+      });
+      const excerpt = await readExcerpt(response.body);
+      const retryAfter = response.headers["retry-after"];
+      return finish({
+        responseStatus: response.statusCode,
+        responseBodyExcerpt: excerpt,
+        retryAfterMs: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, Date.now()),
+        error: null,
+      });
+    } catch (error) {
+      const kind = signal.aborted ? "timeout" : errorKind(error);
+      const message = signal.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
+      return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind, message } });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((agent) => agent.close()));
+    this.agents.clear();
+  }
+
+  private agentFor(connectTimeoutMs: number): Agent {
+    let agent = this.agents.get(connectTimeoutMs);
+    if (!agent) {
+      agent = new Agent({
+        connect: { timeout: connectTimeoutMs },
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+      });
+      this.agents.set(connectTimeoutMs, agent);
+    }
+    return agent;
+  }
+}
+
+/** Reads up to the cap, then drops the connection rather than drain an endless answer. */
+async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let read = 0;
+  for await (const chunk of body) {
+    read += chunk.length;
+    if (read <= RESPONSE_READ_CAP_BYTES) chunks.push(chunk);
+    else {
+      body.destroy();
+      break;
+    }
+  }
+  return truncateUtf8(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
+}
+
+/** At most `maxBytes` of UTF-8, never cutting a character in half. */
+export function truncateUtf8(buffer: Buffer, maxBytes: number): string {
+  if (buffer.length <= maxBytes) return buffer.toString("utf8").replace(/\u0000/g, "");
+  let end = maxBytes;
+  while (end > 0 && ((buffer[end] ?? 0) & 0xc0) === 0x80) end--;
+  return buffer.subarray(0, end).toString("utf8").replace(/\u0000/g, "");
+}
+
+function codeOf(error: unknown): string {
+  const candidate = error as { code?: unknown; cause?: { code?: unknown } };
+  return String(candidate?.code ?? candidate?.cause?.code ?? "");
+}
+
+function errorKind(error: unknown): ErrorKind {
+  const code = codeOf(error);
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return "timeout";
+  if (code === "UND_ERR_CONNECT_TIMEOUT") return "connect";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return "dns";
+  if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|EPROTO$)/.test(code)) return "tls";
+  if (/^(ECONN|EHOST|ENET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED)/.test(code)) return "connect";
+  if (error instanceof UrlRejectedError) return "blocked_address";
+  return "other";
+}
+
+function describe(error: unknown): string {
+  const err = error as Error & { code?: string; cause?: Error & { code?: string } };
+  const code = err.code ?? err.cause?.code;
+  const message = err.cause?.message ?? err.message ?? String(error);
+  return (code ? `${code}: ${message}` : message).slice(0, 500);
+}

@@ -1,0 +1,16 @@
+/**
+ * An error a caller can act on: a stable SNAKE_CASE code, an HTTP status and a message.
+ * Raised by any layer; the HTTP layer renders it as {"error":{"code","message"}}.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 429 | 500 | 503,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "AppError";
+  }
+}
+
+export const notFound = (what: string) => new AppError(404, `${what.toUpperCase()}_NOT_FOUND`, `${what} not found`);

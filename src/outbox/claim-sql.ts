@@ -1,0 +1,168 @@
+import type { Database } from "../db/client.js";
+import type { AttemptOutcome, ErrorKind } from "../db/schema.js";
+
+/*
+ * Every statement of the claim loop. Each is one round trip for a whole batch and runs as a
+ * named prepared statement on a server. The partial index webhook_deliveries_claim_idx
+ * (next_attempt_at where status in ('pending','delivering')) serves the claim: while a delivery
+ * is leased, next_attempt_at equals locked_until, so a lease that expires makes it due again.
+ */
+
+export interface ClaimedDelivery {
+  id: string;
+  tenant_id: string;
+  url: string;
+  /** The frozen payload as Postgres prints it: the exact bytes signed and sent. */
+  body: string;
+  attempt_count: number;
+  max_attempts: number;
+  retry_delays_ms: number[];
+  timeout_ms: number;
+  connect_timeout_ms: number;
+  /** Active signing secrets of the tenant, newest first. */
+  secrets: string[] | null;
+}
+
+const CLAIM_SQL = `
+with due as (
+  select id, status as previous_status, locked_by as previous_owner, locked_until as previous_lease_end
+  from webhook_deliveries
+  where status in ('pending', 'delivering') and next_attempt_at <= now()
+  order by next_attempt_at
+  limit $2
+  for update skip locked
+),
+claimed as (
+  update webhook_deliveries d
+  set status = 'delivering',
+      attempt_count = d.attempt_count + 1,
+      locked_by = $1,
+      locked_until = now() + (d.timeout_ms + $3) * interval '1 millisecond',
+      next_attempt_at = now() + (d.timeout_ms + $3) * interval '1 millisecond'
+  from due
+  where d.id = due.id and d.attempt_count < d.max_attempts
+  returning d.id, d.tenant_id, d.url, d.payload::text as body, d.attempt_count, d.max_attempts,
+            d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms,
+            due.previous_status, due.previous_owner, due.previous_lease_end
+),
+exhausted as (
+  -- The last allowed attempt was cut off by a dead worker: nothing is left to try.
+  update webhook_deliveries d
+  set status = 'failed', locked_by = null, locked_until = null, next_attempt_at = null, finished_at = now(),
+      last_error = 'last attempt interrupted: its worker stopped before recording an outcome'
+  from due
+  where d.id = due.id and d.attempt_count >= d.max_attempts
+  returning d.id, d.attempt_count, d.timeout_ms, due.previous_owner, due.previous_lease_end
+),
+interrupted as (
+  insert into webhook_delivery_attempts
+    (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, error_kind, error_message, outcome)
+  select x.id, x.attempt_number, x.previous_owner, x.started_at, now(),
+         greatest(0, extract(epoch from now() - x.started_at) * 1000)::int,
+         'other', 'worker stopped before recording an outcome; retried after its lease expired', 'interrupted'
+  from (
+    select id, attempt_count - 1 as attempt_number, previous_owner,
+           previous_lease_end - (timeout_ms + $3) * interval '1 millisecond' as started_at
+    from claimed where previous_status = 'delivering'
+    union all
+    select id, attempt_count, previous_owner, previous_lease_end - (timeout_ms + $3) * interval '1 millisecond'
+    from exhausted
+  ) x
+  on conflict (delivery_id, attempt_number) do nothing
+)
+select c.id, c.tenant_id, c.url, c.body, c.attempt_count, c.max_attempts, c.retry_delays_ms, c.timeout_ms,
+       c.connect_timeout_ms,
+       (select array_agg(s.secret order by s.created_at desc)
+        from signing_secrets s
+        where s.tenant_id = c.tenant_id and (s.expires_at is null or s.expires_at > now())) as secrets
+from claimed c`;
+
+export async function claimDue(
+  database: Database,
+  workerId: string,
+  limit: number,
+  leaseMarginMs: number,
+): Promise<ClaimedDelivery[]> {
+  return database.query<ClaimedDelivery>(CLAIM_SQL, [workerId, limit, leaseMarginMs], "outbox_claim");
+}
+
+export interface AttemptRecord {
+  deliveryId: string;
+  attemptNumber: number;
+  outcome: Exclude<AttemptOutcome, "interrupted">;
+  /** For outcome "retry": how long until the next attempt is due. */
+  retryDelayMs: number | null;
+  responseStatus: number | null;
+  responseBodyExcerpt: string | null;
+  errorKind: ErrorKind | null;
+  errorMessage: string | null;
+  startedAt: Date;
+  finishedAt: Date;
+  durationMs: number;
+}
+
+const RECORD_SQL = `
+with result as (
+  select *
+  from unnest($2::uuid[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[],
+              $10::timestamptz[], $11::timestamptz[], $12::int[])
+    as r(id, attempt_number, outcome, retry_delay_ms, response_status, response_body_excerpt, error_kind,
+         error_message, started_at, finished_at, duration_ms)
+),
+settled as (
+  -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
+  update webhook_deliveries d
+  set status = case r.outcome when 'retry' then 'pending' else r.outcome end,
+      next_attempt_at = case when r.outcome = 'retry' then now() + r.retry_delay_ms * interval '1 millisecond' end,
+      locked_by = null,
+      locked_until = null,
+      last_response_status = r.response_status,
+      last_error = r.error_message,
+      finished_at = case when r.outcome = 'retry' then null else now() end
+  from result r
+  where d.id = r.id and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
+  returning d.id
+)
+insert into webhook_delivery_attempts
+  (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, response_status,
+   response_body_excerpt, error_kind, error_message, outcome)
+select r.id, r.attempt_number, $1, r.started_at, r.finished_at, r.duration_ms, r.response_status,
+       r.response_body_excerpt, r.error_kind, r.error_message, r.outcome
+from result r
+join settled s on s.id = r.id
+on conflict (delivery_id, attempt_number) do nothing
+returning delivery_id`;
+
+/** Records a batch of finished attempts and settles their deliveries; returns the ids it still owned. */
+export async function recordAttempts(database: Database, workerId: string, records: AttemptRecord[]): Promise<string[]> {
+  const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
+  const rows = await database.query<{ delivery_id: string }>(
+    RECORD_SQL,
+    [
+      workerId,
+      column((r) => r.deliveryId),
+      column((r) => r.attemptNumber),
+      column((r) => r.outcome),
+      column((r) => r.retryDelayMs),
+      column((r) => r.responseStatus),
+      column((r) => r.responseBodyExcerpt),
+      column((r) => r.errorKind),
+      column((r) => r.errorMessage),
+      column((r) => r.startedAt.toISOString()),
+      column((r) => r.finishedAt.toISOString()),
+      column((r) => r.durationMs),
+    ],
+    "outbox_record",
+  );
+  return rows.map((row) => row.delivery_id);
+}
+
+const RELEASE_SQL = `
+update webhook_deliveries
+set status = 'pending', attempt_count = attempt_count - 1, locked_by = null, locked_until = null, next_attempt_at = now()
+where id = any($2::uuid[]) and locked_by = $1 and status = 'delivering'`;
+
+/** Gives back claimed deliveries whose attempt never started, without spending an attempt. */
+export async function releaseClaims(database: Database, workerId: string, deliveryIds: string[]): Promise<void> {
+  if (deliveryIds.length > 0) await database.query(RELEASE_SQL, [workerId, deliveryIds], "outbox_release");
+}

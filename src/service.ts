@@ -1,0 +1,118 @@
+import { serve, type ServerType } from "@hono/node-server";
+import type { Logger } from "pino";
+import type { Config } from "./config.js";
+import { openDatabase, type Database } from "./db/client.js";
+import { runMigrations } from "./db/migrate.js";
+import { HttpSender } from "./delivery/http-sender.js";
+import { UrlPolicy } from "./delivery/url-policy.js";
+import { createApp } from "./http/app.js";
+import { JobService } from "./jobs/job-service.js";
+import type { DeliveryPolicy } from "./outbox/policy.js";
+import { OutboxWorker } from "./outbox/worker.js";
+import type { ApiFlavor } from "./db/schema.js";
+
+export interface ServiceOptions {
+  config: Config;
+  logger: Logger;
+  api: boolean;
+  worker: boolean;
+  migrate: boolean;
+}
+
+export interface RunningService {
+  database: Database;
+  jobService: JobService;
+  worker: OutboxWorker | undefined;
+  /** Base URL of the HTTP server, when it runs. */
+  url: string | undefined;
+  stop(): Promise<void>;
+}
+
+export function deliveryPolicies(config: Config): Record<ApiFlavor, DeliveryPolicy> {
+  return {
+    nouvel: {
+      retryDelaysMs: config.WEBHOOK_RETRY_DELAYS,
+      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      connectTimeoutMs: config.WEBHOOK_CONNECT_TIMEOUT_MS,
+    },
+    veo3: {
+      retryDelaysMs: config.VEO_WEBHOOK_RETRY_DELAYS,
+      timeoutMs: config.VEO_WEBHOOK_TIMEOUT_MS,
+      connectTimeoutMs: config.VEO_WEBHOOK_CONNECT_TIMEOUT_MS,
+    },
+  };
+}
+
+/** Wires the whole service from its configuration: database, API, worker. */
+export async function startService(options: ServiceOptions): Promise<RunningService> {
+  const { config, logger } = options;
+  if (config.WEBHOOK_ALLOW_INSECURE_URLS) {
+    logger.warn("WEBHOOK_ALLOW_INSECURE_URLS=true: http and private addresses are allowed; never use this in production");
+  }
+  const database = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    pgliteDir: config.PGLITE_DIR,
+    onError: (error) => logger.warn({ err: error }, "database connection error"),
+  });
+  if (database.kind === "pglite") {
+    logger.info({ dir: config.PGLITE_DIR }, "no DATABASE_URL: using embedded PGlite (one connection, one in-process worker); set DATABASE_URL=postgres://… for a real server");
+  }
+  if (options.migrate) await runMigrations(database);
+
+  const urlPolicy = new UrlPolicy({ allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS });
+  const jobService = new JobService({
+    database,
+    urlPolicy,
+    deliveryPolicies: deliveryPolicies(config),
+    jobTimeoutMs: config.JOB_TIMEOUT,
+  });
+
+  let sender: HttpSender | undefined;
+  let worker: OutboxWorker | undefined;
+  if (options.worker) {
+    sender = new HttpSender(urlPolicy);
+    worker = new OutboxWorker({
+      database,
+      sender,
+      logger: logger.child({ component: "worker" }),
+      concurrency: config.WORKER_CONCURRENCY,
+      batchSize: config.WORKER_BATCH_SIZE,
+      pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
+      leaseMarginMs: config.LEASE_MARGIN_MS,
+      retryAfterCapMs: config.WEBHOOK_RETRY_AFTER_CAP,
+      headerPrefix: config.WEBHOOK_HEADER_PREFIX,
+    });
+    await worker.start();
+    logger.info({ workerId: worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
+  }
+
+  let server: ServerType | undefined;
+  let url: string | undefined;
+  if (options.api) {
+    const app = createApp({ database, jobService, logger, internalApiToken: config.INTERNAL_API_TOKEN });
+    if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
+    server = await new Promise<ServerType>((resolve) => {
+      const started = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(started));
+    });
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : config.PORT;
+    url = `http://127.0.0.1:${port}`;
+    logger.info({ port }, "API listening");
+  }
+
+  return {
+    database,
+    jobService,
+    worker,
+    url,
+    async stop() {
+      if (server) {
+        const closing = server;
+        await new Promise<void>((resolve) => closing.close(() => resolve()));
+      }
+      await worker?.stop();
+      await sender?.close();
+      await database.close();
+    },
+  };
+}
