@@ -4,6 +4,8 @@ import { openDatabase } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
 import { startService, type ServiceOptions } from "./service.js";
+import { AppError } from "./errors.js";
+import { redeliver } from "./outbox/redeliver.js";
 import { createTenant } from "./tenants/tenant-service.js";
 
 const USAGE = `usage: webhook-outbox <command>
@@ -13,6 +15,7 @@ const USAGE = `usage: webhook-outbox <command>
   api                          run the HTTP API only
   worker                       run a delivery worker only
   tenant create <name> [--json]  create a tenant; prints its API key and signing secret once
+  redeliver <deliveryId>       send a succeeded or failed delivery again (same webhook-id, fresh attempts)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
       return runUntilSignal({ config, api: false, worker: true, migrate: false });
     case "tenant":
       return tenantCommand(config, rest);
+    case "redeliver":
+      return redeliverCommand(config, rest);
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -63,6 +68,31 @@ async function tenantCommand(config: Config, args: string[]): Promise<number> {
       );
     }
   });
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Operator redelivery: any tenant's delivery; a running worker picks it up through NOTIFY. */
+async function redeliverCommand(config: Config, args: string[]): Promise<number> {
+  const [deliveryId, ...extra] = args;
+  if (!deliveryId || extra.length > 0 || !UUID.test(deliveryId)) {
+    process.stderr.write(`usage: webhook-outbox redeliver <deliveryId>   (the delivery's uuid, its webhook-id)\n`);
+    return 2;
+  }
+  let code = 0;
+  await withDatabase(config, async (database) => {
+    try {
+      const delivery = await redeliver(database, deliveryId);
+      process.stdout.write(
+        `delivery ${delivery.id} queued again: attempts ${delivery.attemptCount + 1}..${delivery.maxAttempts}\n`,
+      );
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      process.stderr.write(`${error.code}: ${error.message}\n`);
+      code = 1;
+    }
+  });
+  return code;
 }
 
 async function withDatabase(

@@ -68,6 +68,7 @@ export const configSchema = z.object({
   WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
   LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
   JOB_TIMEOUT: duration("10m"),
+  DELIVERY_RETENTION: duration("30d"),
 });
 
 const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN"]);

@@ -9,6 +9,7 @@ import { createApp } from "./http/app.js";
 import { JobService } from "./jobs/job-service.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
+import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
 import type { ApiFlavor } from "./db/schema.js";
 
 export interface ServiceOptions {
@@ -69,6 +70,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   let sender: HttpSender | undefined;
   let worker: OutboxWorker | undefined;
+  let retention: RetentionSweeper | undefined;
   if (options.worker) {
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
@@ -84,6 +86,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     });
     await worker.start();
     logger.info({ workerId: worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
+    retention = startRetentionSweeper({
+      database,
+      logger: logger.child({ component: "retention" }),
+      retentionMs: config.DELIVERY_RETENTION,
+    });
   }
 
   let server: ServerType | undefined;
@@ -110,6 +117,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         const closing = server;
         await new Promise<void>((resolve) => closing.close(() => resolve()));
       }
+      await retention?.stop();
       await worker?.stop();
       await sender?.close();
       await database.close();
