@@ -187,16 +187,15 @@ export const webhookDeliveries = pgTable(
       .on(t.nextAttemptAt)
       .where(sql`${t.status} in ('pending', 'delivering')`),
     index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
-    // GET /api/v1/deliveries?status=: one tenant's deliveries of one status, newest first.
-    index("webhook_deliveries_tenant_status_created_idx").on(t.tenantId, t.status, t.createdAt.desc(), t.id.desc()),
+    // GET /api/v1/deliveries?status=failed (the polling safety net). Partial, so the claim loop's
+    // updates of open rows never touch it; other statuses are served by ..._tenant_created_idx.
+    index("webhook_deliveries_tenant_failed_idx")
+      .on(t.tenantId, t.createdAt.desc(), t.id.desc())
+      .where(sql`${t.status} = 'failed'`),
     // Audit "failed in the last hour" and retention's "finished before the cutoff": finished rows only.
     index("webhook_deliveries_finished_idx")
       .on(t.status, t.finishedAt)
       .where(sql`${t.finishedAt} is not null`),
-    // Audit "pending longer than N minutes": open rows only, so the index stays small.
-    index("webhook_deliveries_open_created_idx")
-      .on(t.createdAt)
-      .where(sql`${t.status} in ('pending', 'delivering')`),
   ],
 );
 

@@ -48,7 +48,7 @@ export async function findDelivery(database: Database, tenantId: string | undefi
 
 /**
  * A page of one tenant's deliveries, newest first (the polling safety net for missed webhooks).
- * Served by webhook_deliveries_tenant_created_idx, or ..._tenant_status_created_idx with a status.
+ * Served by webhook_deliveries_tenant_created_idx, or the partial ..._tenant_failed_idx for status=failed.
  */
 export async function listDeliveries(
   database: Database,
