@@ -1,7 +1,7 @@
 /**
  * EXPLAIN (ANALYZE, BUFFERS) of every audit cookbook query on generated data.
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx scripts/audit-explain.ts [deliveries]
- * Creates a scratch database, fills it with `deliveries` (default 400000) deliveries of 3 attempts each
+ * Creates a scratch database, fills it with `deliveries` (default 1000000) deliveries of 3 attempts each
  * spread over 30 days and 200 receiver hosts, prints each plan, then drops the database.
  */
 import { randomBytes } from "node:crypto";
@@ -16,9 +16,9 @@ insert into tenants (id, name) select gen_random_uuid(), 'tenant ' || t from gen
 create temporary table gen as
 select g, gen_random_uuid() as job_id, gen_random_uuid() as delivery_id,
        (select array_agg(id) from tenants)[1 + g % 20] as tenant_id,
-       case when g % 50 = 0 then now() - random() * interval '30 minutes'
+       case when g % 500 = 0 then now() - random() * interval '30 minutes'
             else now() - random() * interval '30 days' end as created_at,
-       case when g % 50 = 0 then 'pending' when g % 12 = 0 then 'failed' else 'succeeded' end as status
+       case when g % 500 = 0 then 'pending' when g % 12 = 0 then 'failed' else 'succeeded' end as status
 from generate_series(1, $1::int) g;
 
 insert into jobs (id, tenant_id, api_flavor, prompt, status, webhook_url, created_at, updated_at, completed_at, deadline_at)
@@ -52,7 +52,7 @@ analyze;`;
 async function main(): Promise<void> {
   const adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) throw new Error("set DATABASE_URL to a server where databases can be created");
-  const count = Number(process.argv[2] ?? 400_000);
+  const count = Number(process.argv[2] ?? 1_000_000);
   const name = `wo_explain_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

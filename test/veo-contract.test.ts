@@ -13,6 +13,14 @@ const SEED = JSON.parse(readFileSync(new URL("./fixtures/veo3-seed-payloads.json
 >;
 const SEED_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
 
+/** What the Express example destructures from req.body (all of it untrusted). */
+interface VeoBody {
+  status?: string;
+  generation_id?: string;
+  video_url?: string;
+  error?: { message?: string } | null;
+}
+
 /**
  * The seed's Express.js example, line for line, on node:http: express.json() parses the body,
  * the handler reads status, generation_id, video_url and error.message, answers 200
@@ -26,19 +34,14 @@ class ExpressStyleHandler {
 
   readonly responder = (request: ReceivedRequest, res: ServerResponse): void => {
     const isJson = String(request.headers["content-type"]).startsWith("application/json");
-    const body = isJson ? (JSON.parse(request.body) as Record<string, never>) : {};
+    const body: VeoBody = isJson ? (JSON.parse(request.body) as VeoBody) : {};
     try {
-      const { status, generation_id, video_url, error } = body as {
-        status: string;
-        generation_id: string;
-        video_url: string;
-        error: { message?: string } | null;
-      };
+      const { status, generation_id, video_url, error } = body;
       if (status === "completed") {
-        this.processVideo(generation_id, video_url);
+        this.processVideo(String(generation_id), String(video_url));
       } else {
         const errorCode = error?.message || "Unknown error";
-        this.failures.push({ generationId: generation_id, errorCode });
+        this.failures.push({ generationId: String(generation_id), errorCode });
       }
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "received" }));
     } catch {

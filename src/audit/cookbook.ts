@@ -44,7 +44,7 @@ from webhook_delivery_attempts a
 join webhook_deliveries d on d.id = a.delivery_id
 where a.started_at >= $1 and a.started_at < $2
 group by 1
-order by attempts desc;`,
+order by attempts desc, host;`,
   },
   stuck: {
     title: "Deliveries still pending (or delivering) longer than N minutes",
