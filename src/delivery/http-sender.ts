@@ -106,12 +106,13 @@ async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): P
   return truncateUtf8(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }
 
-/** At most `maxBytes` of UTF-8, never cutting a character in half. */
+/** At most `maxBytes` of UTF-8, never cutting a character in half; NUL bytes (which Postgres text refuses) dropped. */
 export function truncateUtf8(buffer: Buffer, maxBytes: number): string {
-  if (buffer.length <= maxBytes) return buffer.toString("utf8").replace(/\u0000/g, "");
+  const withoutNul = buffer.includes(0) ? Buffer.from(buffer.filter((byte) => byte !== 0)) : buffer;
+  if (withoutNul.length <= maxBytes) return withoutNul.toString("utf8");
   let end = maxBytes;
-  while (end > 0 && ((buffer[end] ?? 0) & 0xc0) === 0x80) end--;
-  return buffer.subarray(0, end).toString("utf8").replace(/\u0000/g, "");
+  while (end > 0 && ((withoutNul[end] ?? 0) & 0xc0) === 0x80) end--;
+  return withoutNul.subarray(0, end).toString("utf8");
 }
 
 function codeOf(error: unknown): string {
