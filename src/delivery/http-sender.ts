@@ -106,13 +106,17 @@ async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): P
   return truncateUtf8(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }
 
-/** At most `maxBytes` of UTF-8, never cutting a character in half; NUL bytes (which Postgres text refuses) dropped. */
+/**
+ * At most `maxBytes` of valid UTF-8. Invalid bytes decode to U+FFFD (3 bytes each), so the length is
+ * checked after decoding; NUL, which Postgres text refuses, is dropped.
+ */
 export function truncateUtf8(buffer: Buffer, maxBytes: number): string {
-  const withoutNul = buffer.includes(0) ? Buffer.from(buffer.filter((byte) => byte !== 0)) : buffer;
-  if (withoutNul.length <= maxBytes) return withoutNul.toString("utf8");
-  let end = maxBytes;
-  while (end > 0 && ((withoutNul[end] ?? 0) & 0xc0) === 0x80) end--;
-  return withoutNul.subarray(0, end).toString("utf8");
+  let text = buffer.subarray(0, maxBytes + 4).toString("utf8").replaceAll("\u0000", "");
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  text = Buffer.from(text).subarray(0, maxBytes).toString("utf8");
+  // A character cut in half at the end decodes to U+FFFD; drop characters until the bytes fit.
+  while (Buffer.byteLength(text) > maxBytes) text = text.slice(0, -1);
+  return text;
 }
 
 function codeOf(error: unknown): string {
