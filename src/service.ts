@@ -6,6 +6,7 @@ import { runMigrations } from "./db/migrate.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
+import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
@@ -69,13 +70,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   let sender: HttpSender | undefined;
   let worker: OutboxWorker | undefined;
+  let sweeper: DeadlineSweeper | undefined;
   if (options.worker) {
+    sweeper = new DeadlineSweeper(jobService, config.JOB_SWEEP_INTERVAL_MS, logger.child({ component: "sweeper" }));
+    sweeper.start();
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
       database,
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
+      hostConcurrency: config.WORKER_HOST_CONCURRENCY,
+      shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,
@@ -110,6 +116,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         const closing = server;
         await new Promise<void>((resolve) => closing.close(() => resolve()));
       }
+      await sweeper?.stop();
       await worker?.stop();
       await sender?.close();
       await database.close();

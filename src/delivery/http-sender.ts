@@ -9,6 +9,8 @@ export interface OutgoingRequest {
   headers: Record<string, string>;
   timeoutMs: number;
   connectTimeoutMs: number;
+  /** Aborts the attempt from outside (worker shutdown). */
+  signal?: AbortSignal | undefined;
 }
 
 export const RESPONSE_READ_CAP_BYTES = 64 * 1024;
@@ -48,7 +50,8 @@ export class HttpSender {
       throw error;
     }
 
-    const signal = AbortSignal.timeout(outgoing.timeoutMs);
+    const timeout = AbortSignal.timeout(outgoing.timeoutMs);
+    const signal = outgoing.signal ? AbortSignal.any([timeout, outgoing.signal]) : timeout;
     try {
       const response = await request(outgoing.url, {
         method: "POST",
@@ -66,8 +69,11 @@ export class HttpSender {
         error: null,
       });
     } catch (error) {
-      const kind = signal.aborted ? "timeout" : errorKind(error);
-      const message = signal.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
+      if (outgoing.signal?.aborted) {
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
+      }
+      const kind = timeout.aborted ? "timeout" : errorKind(error);
+      const message = timeout.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
       return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind, message } });
     }
   }
