@@ -64,11 +64,14 @@ export const configSchema = z.object({
     .default("X-Webhook-"),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean,
   WORKER_CONCURRENCY: integer(64, 1, 10_000),
+  WORKER_HOST_CONCURRENCY: integer(32, 1, 10_000),
   WORKER_BATCH_SIZE: integer(64, 1, 1_000),
   WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
   LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
+  SHUTDOWN_GRACE_MS: integer(10_000, 0, 600_000),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),
+  JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),
 });
 
 const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN"]);

@@ -6,6 +6,7 @@ import { runMigrations } from "./db/migrate.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
+import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
@@ -71,13 +72,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   let sender: HttpSender | undefined;
   let worker: OutboxWorker | undefined;
   let retention: RetentionSweeper | undefined;
+  let sweeper: DeadlineSweeper | undefined;
   if (options.worker) {
+    sweeper = new DeadlineSweeper(jobService, config.JOB_SWEEP_INTERVAL_MS, logger.child({ component: "sweeper" }));
+    sweeper.start();
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
       database,
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
+      hostConcurrency: config.WORKER_HOST_CONCURRENCY,
+      shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,
@@ -118,6 +124,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         await new Promise<void>((resolve) => closing.close(() => resolve()));
       }
       await retention?.stop();
+      await sweeper?.stop();
       await worker?.stop();
       await sender?.close();
       await database.close();

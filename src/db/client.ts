@@ -38,7 +38,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 }
 
 function openPostgres(url: string, options: DatabaseOptions): Database {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    // A cut connection must fail fast rather than hang the claim loop or a request.
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 60_000,
+    keepAlive: true,
+  });
   // An idle client that loses its connection emits here; without a listener the process would crash.
   pool.on("error", (error) => options.onError?.(error));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
@@ -67,7 +74,7 @@ async function listenPostgres(
 
   const connect = async (): Promise<void> => {
     if (stopped) return;
-    const next = new pg.Client({ connectionString: url });
+    const next = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, keepAlive: true });
     next.on("notification", () => onNotify());
     next.on("error", (error) => {
       onError?.(error);

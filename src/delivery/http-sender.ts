@@ -9,6 +9,8 @@ export interface OutgoingRequest {
   headers: Record<string, string>;
   timeoutMs: number;
   connectTimeoutMs: number;
+  /** Aborts the attempt from outside (worker shutdown). */
+  signal?: AbortSignal | undefined;
 }
 
 export const RESPONSE_READ_CAP_BYTES = 64 * 1024;
@@ -48,7 +50,8 @@ export class HttpSender {
       throw error;
     }
 
-    const signal = AbortSignal.timeout(outgoing.timeoutMs);
+    const timeout = AbortSignal.timeout(outgoing.timeoutMs);
+    const signal = outgoing.signal ? AbortSignal.any([timeout, outgoing.signal]) : timeout;
     try {
       const response = await request(outgoing.url, {
         method: "POST",
@@ -66,8 +69,11 @@ export class HttpSender {
         error: null,
       });
     } catch (error) {
-      const kind = signal.aborted ? "timeout" : errorKind(error);
-      const message = signal.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
+      if (outgoing.signal?.aborted) {
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
+      }
+      const kind = timeout.aborted ? "timeout" : errorKind(error);
+      const message = timeout.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
       return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind, message } });
     }
   }
@@ -106,12 +112,17 @@ async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): P
   return truncateUtf8(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }
 
-/** At most `maxBytes` of UTF-8, never cutting a character in half. */
+/**
+ * At most `maxBytes` of valid UTF-8. Invalid bytes decode to U+FFFD (3 bytes each), so the length is
+ * checked after decoding; NUL, which Postgres text refuses, is dropped.
+ */
 export function truncateUtf8(buffer: Buffer, maxBytes: number): string {
-  if (buffer.length <= maxBytes) return buffer.toString("utf8").replace(/\u0000/g, "");
-  let end = maxBytes;
-  while (end > 0 && ((buffer[end] ?? 0) & 0xc0) === 0x80) end--;
-  return buffer.subarray(0, end).toString("utf8").replace(/\u0000/g, "");
+  let text = buffer.subarray(0, maxBytes + 4).toString("utf8").replaceAll("\u0000", "");
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  text = Buffer.from(text).subarray(0, maxBytes).toString("utf8");
+  // A character cut in half at the end decodes to U+FFFD; drop characters until the bytes fit.
+  while (Buffer.byteLength(text) > maxBytes) text = text.slice(0, -1);
+  return text;
 }
 
 function codeOf(error: unknown): string {
