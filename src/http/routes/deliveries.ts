@@ -58,7 +58,7 @@ const DeliveryWithAttemptsSchema = DeliverySchema.extend({ attempts: z.array(Att
 
 const DeliveryListQuerySchema = z.strictObject({
   status: z.enum(DELIVERY_STATUSES).optional(),
-  since: z.string().datetime({ offset: true }).optional(),
+  since: z.string().datetime({ offset: true }).optional().openapi({ description: "Only deliveries created at or after this instant" }),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(200).optional(),
 });
@@ -99,7 +99,7 @@ const redeliverRoute = createRoute({
   request: { params: z.object({ deliveryId: z.string() }) },
   responses: {
     202: jsonResponse(DeliverySchema, "The delivery, queued again"),
-    ...errorResponses(401, 404, 409, 429),
+    ...errorResponses(401, 404, 409, 413, 415, 429),
   },
 });
 
