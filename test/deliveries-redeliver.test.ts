@@ -163,6 +163,8 @@ describe("the CLI: redeliver <deliveryId>", () => {
 
       const again = await cli(delivery.id);
       expect(again.code).toBe(0);
+      await settledAgain(delivery, "succeeded", 4);
+      expect(receiver.requests[3]?.headers["x-webhook-attempt"]).toBe("4");
     } finally {
       await receiver.close();
     }
