@@ -3,7 +3,7 @@ import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
 import { attemptsOf, finishedDelivery } from "./support/queries.js";
 import { Receiver } from "./support/receiver.js";
-import { TcpProxy } from "./support/tcp-proxy.js";
+import { TcpProxy } from "../bench/lib/tcp-proxy.js";
 
 let testDb: TestDatabase;
 let proxy: TcpProxy;

@@ -48,6 +48,9 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   });
   // An idle client that loses its connection emits here; without a listener the process would crash.
   pool.on("error", (error) => options.onError?.(error));
+  // A checked-out client (inside a transaction) has no pool listener: a cut connection would crash
+  // the process. Its queries still fail and the pool drops it on release.
+  pool.on("connect", (client) => client.on("error", (error) => options.onError?.(error)));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     kind: "postgres",
@@ -98,8 +101,14 @@ async function listenPostgres(
 
   function scheduleReconnect(): void {
     if (stopped || retryTimer) return;
-    client?.removeAllListeners();
+    const stale = client;
     client = undefined;
+    if (stale) {
+      stale.removeAllListeners();
+      // A dead client may still emit an error; an unhandled one would crash the process.
+      stale.on("error", () => undefined);
+      void stale.end().catch(() => undefined);
+    }
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       void connect();
