@@ -125,10 +125,10 @@ async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): P
 
 /** At most `maxBytes` of UTF-8, never cutting a character in half. */
 export function truncateUtf8(buffer: Buffer, maxBytes: number): string {
-  if (buffer.length <= maxBytes) return buffer.toString("utf8").replace(/\u0000/g, "");
+  if (buffer.length <= maxBytes) return buffer.toString("utf8").replaceAll("\u0000", "");
   let end = maxBytes;
   while (end > 0 && ((buffer[end] ?? 0) & 0xc0) === 0x80) end--;
-  return buffer.subarray(0, end).toString("utf8").replace(/\u0000/g, "");
+  return buffer.subarray(0, end).toString("utf8").replaceAll("\u0000", "");
 }
 
 function codeOf(error: unknown): string {
