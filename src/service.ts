@@ -96,7 +96,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   let server: ServerType | undefined;
   let url: string | undefined;
   if (options.api) {
-    const app = createApp({ database, jobService, logger, internalApiToken: config.INTERNAL_API_TOKEN });
+    const app = createApp({
+      database,
+      jobService,
+      logger,
+      internalApiToken: config.INTERNAL_API_TOKEN,
+      apiRateLimit: config.API_RATE_LIMIT,
+    });
     if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
     server = await new Promise<ServerType>((resolve) => {
       const started = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(started));
