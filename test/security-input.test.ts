@@ -120,14 +120,13 @@ describe("request bodies", () => {
       { prompt: "ok", projectCount: 1.5 },
       { prompt: "ok", projectCount: "3" },
       { prompt: "ok", projectCount: -1 },
-      { prompt: "ok", projectCount: 1e309 },
       { prompt: "ok", webhookUrl: 7 },
       { prompt: "ok", unknownField: true },
       { prompt: "ok", __proto__: { admin: true }, constructor: { prototype: { admin: true } } },
       { prompt: "ok", tenantId: "00000000-0000-4000-8000-000000000000" },
     ];
-    for (const body of bodies) {
-      const text = typeof body === "string" ? JSON.stringify(body) : JSON.stringify(body);
+    const texts = [...bodies.map((body) => JSON.stringify(body)), '{"prompt":"ok","projectCount":1e309}', '{"prompt":"ok","prompt":""}'];
+    for (const text of texts) {
       const response = await raw("/api/v1/generate", { method: "POST", headers: json, body: text });
       expect(response.status, text.slice(0, 80)).toBe(400);
       expect(response.body?.error?.code, text.slice(0, 80)).toBe("VALIDATION_FAILED");
