@@ -189,3 +189,31 @@ describe("ids and queries", () => {
     }
   });
 });
+
+describe("text Postgres cannot store", () => {
+  it("refuses NUL characters with 400 instead of failing the insert", async () => {
+    const job = await harness.api.post("/api/v1/generate", { prompt: "for NUL reports" });
+    const cases: Array<[string, string, unknown, string]> = [
+      ["POST", "/api/v1/generate", { prompt: "a\u0000b" }, harness.tenant.apiKey],
+      ["POST", "/api/v1/generate", { prompt: "ok", webhookUrl: "http://127.0.0.1:9/a\u0000b" }, harness.tenant.apiKey],
+      ["PATCH", `/internal/v1/jobs/${job.body.jobId}/projects/0`, { status: "failed", error: { code: "X\u0000", message: "m" } }, INTERNAL_TOKEN],
+      ["PATCH", `/internal/v1/jobs/${job.body.jobId}/projects/0`, { status: "failed", error: { code: "X", message: "m\u0000" } }, INTERNAL_TOKEN],
+      ["PATCH", `/internal/v1/jobs/${job.body.jobId}/projects/0`, { status: "completed", videoUrl: "https://cdn.example.com/a\u0000.mp4" }, INTERNAL_TOKEN],
+    ];
+    for (const [method, path, body, token] of cases) {
+      const response = await harness.api.request(method, path, body, token);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error.code).toBe("VALIDATION_FAILED");
+    }
+    expect((await harness.api.get(`/api/v1/jobs/${job.body.jobId}`)).body.status).toBe("queued");
+  });
+});
+
+describe("the OpenAPI document", () => {
+  it("still renders with the hardened schemas", async () => {
+    const response = await fetch(`${harness.service.url}/openapi.json`);
+    expect(response.status).toBe(200);
+    const document = (await response.json()) as { paths: Record<string, unknown> };
+    expect(document.paths["/api/v1/generate"]).toBeDefined();
+  });
+});
