@@ -94,6 +94,23 @@ describe("receiver answers", () => {
     expect(stored).toBe("€".repeat(Math.floor(RESPONSE_EXCERPT_BYTES / 3)));
   });
 
+  it("ends an answer that trickles in forever at the attempt timeout", async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const trickle = await receiver((_request, response) => {
+      response.writeHead(200, { "content-type": "text/plain" });
+      response.on("error", () => undefined);
+      const timer = setInterval(() => (response.destroyed ? clearInterval(timer) : response.write(".")), 20);
+      timers.add(timer);
+    });
+    try {
+      const result = await sender.send({ url: trickle.url, body: "{}", headers: {}, timeoutMs: 300, connectTimeoutMs: 5_000 });
+      expect(result.error?.kind).toBe("timeout");
+      expect(result.responseStatus).toBeNull();
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+    }
+  });
+
   it("truncates on a character boundary and drops NUL bytes", () => {
     expect(truncateUtf8(Buffer.from("ab\u0000c"), 10)).toBe("abc");
     expect(truncateUtf8(Buffer.from("a€"), 3)).toBe("a");
