@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
@@ -84,6 +85,15 @@ describe("API_RATE_LIMIT", () => {
     await eventually(() => finishedDelivery(testDb.database, job.id, "succeeded"));
     expect(receiver.requests).toHaveLength(1);
     expect(await counter()).toEqual(before);
+  });
+
+  it("is validated at start", () => {
+    expect(loadConfig({ API_RATE_LIMIT: "120" }).API_RATE_LIMIT).toBe(120);
+    expect(loadConfig({ API_RATE_LIMIT: "" }).API_RATE_LIMIT).toBeUndefined();
+    for (const bad of ["0", "-5", "1.5", "lots"]) {
+      expect(() => loadConfig({ API_RATE_LIMIT: bad }), bad).toThrow(ConfigError);
+      expect(() => loadConfig({ API_RATE_LIMIT: bad }), bad).toThrow(/API_RATE_LIMIT: must be a whole number/);
+    }
   });
 
   it("is off when API_RATE_LIMIT is unset", async () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
 import { UrlPolicy, UrlRejectedError } from "../src/delivery/url-policy.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { FakeDns, startSecureService, type SecureService } from "./support/fake-dns.js";
@@ -205,6 +206,15 @@ describe("the webhook URL policy, table-driven", () => {
     await expect(onPrem.check("https://192.168.1.1/hook")).rejects.toThrow("private");
     await expect(onPrem.check("https://127.0.0.1/hook")).rejects.toThrow("loopback");
     await expect(onPrem.check("http://10.1.2.3/hook")).rejects.toThrow("scheme must be https");
+  });
+
+  it("reads WEBHOOK_ALLOWED_CIDRS from the environment and names a bad entry", () => {
+    expect(loadConfig({ WEBHOOK_ALLOWED_CIDRS: " 10.0.0.0/8, fd00::/8 " }).WEBHOOK_ALLOWED_CIDRS).toEqual(["10.0.0.0/8", "fd00::/8"]);
+    expect(loadConfig({}).WEBHOOK_ALLOWED_CIDRS).toEqual([]);
+    for (const bad of ["10.0.0.0/33", "10.0.0.1", "intranet", "fd00::/129"]) {
+      expect(() => loadConfig({ WEBHOOK_ALLOWED_CIDRS: bad }), bad).toThrow(ConfigError);
+      expect(() => loadConfig({ WEBHOOK_ALLOWED_CIDRS: bad }), bad).toThrow(/WEBHOOK_ALLOWED_CIDRS: .*not a CIDR range/);
+    }
   });
 
   it("is bypassed only by WEBHOOK_ALLOW_INSECURE_URLS, which never resolves names", async () => {
