@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { openDatabase, type Database } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
+import type { Resolver } from "./delivery/address-policy.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
@@ -19,6 +20,8 @@ export interface ServiceOptions {
   api: boolean;
   worker: boolean;
   migrate: boolean;
+  /** Host name resolution for the webhook URL policy; tests inject one, production uses the system's. */
+  resolver?: Resolver;
 }
 
 export interface RunningService {
@@ -61,7 +64,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   }
   if (options.migrate) await runMigrations(database);
 
-  const urlPolicy = new UrlPolicy({ allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS });
+  const urlPolicy = new UrlPolicy({
+    allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS,
+    allowedCidrs: config.WEBHOOK_ALLOWED_CIDRS,
+    resolver: options.resolver,
+  });
   const jobService = new JobService({
     database,
     urlPolicy,
@@ -102,7 +109,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   let server: ServerType | undefined;
   let url: string | undefined;
   if (options.api) {
-    const app = createApp({ database, jobService, logger, internalApiToken: config.INTERNAL_API_TOKEN });
+    const app = createApp({
+      database,
+      jobService,
+      logger,
+      internalApiToken: config.INTERNAL_API_TOKEN,
+      apiRateLimit: config.API_RATE_LIMIT,
+    });
     if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
     server = await new Promise<ServerType>((resolve) => {
       const started = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(started));

@@ -6,6 +6,7 @@ import type { Database } from "../db/client.js";
 import type { JobService } from "../jobs/job-service.js";
 import { apiKeyAuth, internalAuth, type AppEnv } from "./auth.js";
 import { errorHandler, sendError } from "./errors.js";
+import { rateLimit } from "./rate-limit.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
 import { healthRoutes } from "./routes/health.js";
 import { internalRoutes } from "./routes/internal.js";
@@ -17,6 +18,8 @@ export interface AppDependencies {
   jobService: JobService;
   logger: Logger;
   internalApiToken: string | undefined;
+  /** API_RATE_LIMIT: requests per minute per API key; undefined = no limit. */
+  apiRateLimit?: number | undefined;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -48,8 +51,9 @@ export function createApp(deps: AppDependencies) {
   app.notFound((c) => sendError(c, 404, "NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`));
 
   for (const prefix of ["/api/*", "/v1/*", "/internal/*"]) app.use(prefix, limitBody, jsonBodiesOnly);
-  app.use("/api/*", apiKeyAuth(deps.database));
-  app.use("/v1/*", apiKeyAuth(deps.database));
+  const limitRate = rateLimit({ database: deps.database, requestsPerMinute: deps.apiRateLimit });
+  app.use("/api/*", apiKeyAuth(deps.database), limitRate);
+  app.use("/v1/*", apiKeyAuth(deps.database), limitRate);
   app.use("/internal/*", internalAuth(deps.internalApiToken));
 
   app.route("/", healthRoutes(deps.database));
