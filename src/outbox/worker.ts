@@ -49,7 +49,10 @@ export class OutboxWorker {
   readonly workerId: string;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** Attempts sending now. */
   private inFlight = 0;
+  /** Finished attempts whose results are not yet written (queued or being flushed). */
+  private unrecorded = 0;
   private readonly perHost = new Map<string, number>();
   private readonly aborts = new Set<AbortController>();
   private wakeRequested = false;
@@ -60,7 +63,11 @@ export class OutboxWorker {
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private dbBackoffMs = 0;
 
+  /** The smallest claim worth a round trip while attempts are in flight: a quarter of a batch. */
+  private readonly minClaim: number;
+
   constructor(private readonly options: WorkerOptions) {
+    this.minClaim = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 4));
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   }
 
@@ -88,9 +95,12 @@ export class OutboxWorker {
     for (const controller of this.aborts) controller.abort();
     // Records are written while the database answers; a lost one is recovered through its lease.
     const flushEnds = Date.now() + Math.max(this.options.shutdownGraceMs, 1_000);
-    while ((this.inFlight > 0 || this.results.length > 0) && Date.now() < flushEnds) await this.sleep(20);
-    if (this.inFlight > 0) {
-      this.options.logger.warn({ unrecorded: this.inFlight }, "stopped with unrecorded attempts; their leases will return them to the queue");
+    while ((this.inFlight > 0 || this.unrecorded > 0) && Date.now() < flushEnds) await this.sleep(20);
+    if (this.inFlight + this.unrecorded > 0) {
+      this.options.logger.warn(
+        { unrecorded: this.inFlight + this.unrecorded },
+        "stopped with unrecorded attempts; their leases will return them to the queue",
+      );
     }
   }
 
@@ -103,7 +113,8 @@ export class OutboxWorker {
   private async loop(): Promise<void> {
     while (this.running) {
       const free = this.options.concurrency - this.inFlight;
-      if (free <= 0) {
+      // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
+      if (free < this.minClaim || this.unrecorded >= this.options.concurrency * 4) {
         await this.idle(this.options.pollIntervalMs);
         continue;
       }
@@ -137,14 +148,20 @@ export class OutboxWorker {
       }
       this.perHost.set(host, busy + 1);
       this.inFlight++;
+      // The slot frees as soon as the attempt ends; recording is batched behind it.
       void this.attempt(delivery)
-        .then((record) => this.queueRecord(record))
-        .catch((error: unknown) => {
-          // Only a bug lands here; the lease returns the delivery to the queue.
-          this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+        .then(
+          (record) => this.queueRecord(record),
+          (error: unknown) => {
+            // Only a bug lands here; the lease returns the delivery to the queue.
+            this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+          },
+        )
+        .finally(() => {
           this.inFlight--;
-        })
-        .finally(() => this.releaseHost(host));
+          this.releaseHost(host);
+          this.poke();
+        });
     }
     return overCap;
   }
@@ -273,6 +290,7 @@ export class OutboxWorker {
   }
 
   private queueRecord(record: AttemptRecord): void {
+    this.unrecorded++;
     this.results.push(record);
     if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = undefined));
   }
@@ -328,8 +346,7 @@ export class OutboxWorker {
       this.options.onAttempt?.(record);
       if (record.deliveryStatus === "pending" && record.retryDelayMs !== null) this.wakeAt(record.retryDelayMs);
     }
-    this.inFlight -= batch.length;
-    this.poke();
+    this.unrecorded -= batch.length;
   }
 
   /** A retry this worker scheduled is claimed on time without waiting for the next poll. */
