@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Database, Unlisten } from "../db/client.js";
@@ -54,7 +55,8 @@ export class OutboxWorker {
   /** Finished attempts whose results are not yet written (queued or being flushed). */
   private unrecorded = 0;
   private readonly perHost = new Map<string, number>();
-  private readonly aborts = new Set<AbortController>();
+  /** Aborted when the shutdown grace runs out: every attempt still in flight listens to it. */
+  private readonly shutdown = new AbortController();
   private wakeRequested = false;
   private wake: (() => void) | undefined;
   private unlisten: Unlisten | undefined;
@@ -69,6 +71,7 @@ export class OutboxWorker {
   constructor(private readonly options: WorkerOptions) {
     this.minClaim = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 4));
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    setMaxListeners(0, this.shutdown.signal);
   }
 
   async start(): Promise<void> {
@@ -92,7 +95,7 @@ export class OutboxWorker {
     await this.unlisten?.().catch(() => undefined);
     const graceEnds = Date.now() + this.options.shutdownGraceMs;
     while (this.inFlight > 0 && Date.now() < graceEnds) await this.sleep(20);
-    for (const controller of this.aborts) controller.abort();
+    this.shutdown.abort();
     // Records are written while the database answers; a lost one is recovered through its lease.
     const flushEnds = Date.now() + Math.max(this.options.shutdownGraceMs, 1_000);
     while ((this.inFlight > 0 || this.unrecorded > 0) && Date.now() < flushEnds) await this.sleep(20);
@@ -209,15 +212,8 @@ export class OutboxWorker {
   }
 
   private async attempt(delivery: ClaimedDelivery): Promise<AttemptRecord> {
-    const abort = new AbortController();
-    this.aborts.add(abort);
-    let result: AttemptResult;
-    try {
-      result = await this.send(delivery, abort.signal);
-    } finally {
-      this.aborts.delete(abort);
-    }
-    const record = abort.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
+    const result = await this.send(delivery, this.shutdown.signal);
+    const record = this.shutdown.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
     this.options.logger[record.outcome === "succeeded" ? "debug" : "info"](
       {
         deliveryId: delivery.id,
