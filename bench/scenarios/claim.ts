@@ -1,0 +1,180 @@
+import pg from "pg";
+import type { Database } from "../../src/db/client.js";
+import { claimDue } from "../../src/outbox/claim-sql.js";
+import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
+import { createTenant } from "../../src/tenants/tenant-service.js";
+import { withScratchDatabase } from "../lib/database.js";
+import { webhookPayload } from "../lib/payload.js";
+import { defaultPolicy } from "../lib/seed.js";
+import type { BenchSettings } from "../lib/settings.js";
+import { median, percentile } from "../lib/stats.js";
+
+export interface ClaimResult {
+  rows: number;
+  dueRows: number;
+  generateSeconds: number;
+  runs: number;
+  claimedPerRun: number;
+  medianMs: number;
+  p95Ms: number;
+  /** Whether EXPLAIN (ANALYZE, BUFFERS) of the claim shows webhook_deliveries_claim_idx. */
+  customPlanUsesClaimIndex: boolean;
+  genericPlanUsesClaimIndex: boolean;
+  /** The plan lines that touch webhook_deliveries. */
+  planExcerpt: string[];
+  plan: string;
+}
+
+const CLAIM_INDEX = "webhook_deliveries_claim_idx";
+const CHUNK = 1_000_000;
+const PER_TEN_THOUSAND = 10_000;
+
+/** Claim SQL as the worker sends it: captured from claimDue itself so it cannot drift from src/. */
+async function claimSqlText(): Promise<string> {
+  let captured = "";
+  const recorder = {
+    kind: "postgres",
+    query: async (text: string) => {
+      captured = text;
+      return [];
+    },
+  } as unknown as Database; // claimDue only ever calls query()
+  await claimDue(recorder, "capture", 1, 0);
+  return captured;
+}
+
+/** One pg client as a Database, so claimDue runs inside a transaction the bench controls. */
+function clientDatabase(client: pg.Client): Database {
+  return {
+    kind: "postgres",
+    query: async (text: string, params: unknown[] = [], name?: string) =>
+      (await client.query(name ? { name, text, values: params } : { text, values: params })).rows,
+  } as unknown as Database; // claimDue only ever calls query()
+}
+
+/**
+ * `rows` deliveries: most succeeded long ago, a share pending and due, a little pending later or
+ * failed. Written with generate_series in chunks; plain indexes are rebuilt after the load (FK
+ * checks are skipped with session_replication_role: history rows need no jobs rows for this test).
+ * Finished rows carry a short payload to keep generation to minutes; the claim never reads them.
+ */
+async function generate(client: pg.Client, tenantId: string, url: string, rows: number, pendingShare: number, log: (m: string) => void) {
+  const indexes = await client.query<{ indexname: string; indexdef: string }>(
+    `select indexname, indexdef from pg_indexes
+     where tablename = 'webhook_deliveries'
+       and indexname not in (select conname from pg_constraint where conrelid = 'webhook_deliveries'::regclass)`,
+  );
+  for (const index of indexes.rows) await client.query(`drop index ${pg.escapeIdentifier(index.indexname)}`);
+  await client.query("set session_replication_role = replica");
+  const due = Math.max(1, Math.round(pendingShare * PER_TEN_THOUSAND));
+  const later = Math.max(1, Math.round(due / 2));
+  const failed = Math.max(1, Math.round(due / 5));
+  const fullPayload = JSON.stringify(webhookPayload());
+  const shortPayload = JSON.stringify({ event: JOB_COMPLETED_EVENT, status: "completed" });
+  for (let done = 0; done < rows; done += CHUNK) {
+    const size = Math.min(CHUNK, rows - done);
+    await client.query(
+      `insert into webhook_deliveries
+         (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
+          connect_timeout_ms, next_attempt_at, last_response_status, created_at, finished_at)
+       select $1, gen_random_uuid(), $2, $3,
+              case when b < $6 + $7 then $4::jsonb else $5::jsonb end,
+              case when b < $6 + $7 then 'pending' when b < $6 + $7 + $8 then 'failed' else 'succeeded' end,
+              case when b < $6 + $7 then 0 when b < $6 + $7 + $8 then $10 else 1 end,
+              $10, $11::int[], $12, $13,
+              case when b < $6 then now() - (g % 60000) * interval '1 millisecond'
+                   when b < $6 + $7 then now() + interval '1 minute' + (g % 60000) * interval '1 millisecond' end,
+              case when b < $6 + $7 then null when b < $6 + $7 + $8 then 500 else 200 end,
+              now() - interval '30 days' + (g::float8 / $9) * interval '30 days',
+              case when b < $6 + $7 then null else now() - interval '30 days' + (g::float8 / $9) * interval '30 days' end
+       from (select g, (g * 7919) % ${PER_TEN_THOUSAND} as b from generate_series($14::bigint, $15::bigint) g) s`,
+      [
+        tenantId,
+        JOB_COMPLETED_EVENT,
+        url,
+        fullPayload,
+        shortPayload,
+        due,
+        later,
+        failed,
+        rows,
+        defaultPolicy.retryDelaysMs.length,
+        defaultPolicy.retryDelaysMs,
+        defaultPolicy.timeoutMs,
+        defaultPolicy.connectTimeoutMs,
+        done + 1,
+        done + size,
+      ],
+    );
+    if (rows > CHUNK) log(`claim: generated ${done + size} of ${rows} rows`);
+  }
+  await client.query("set session_replication_role = origin");
+  for (const index of indexes.rows) await client.query(index.indexdef);
+  await client.query("vacuum analyze webhook_deliveries");
+}
+
+function planUsesIndex(plan: string): boolean {
+  return plan.includes(CLAIM_INDEX);
+}
+
+async function explainClaim(client: pg.Client, sqlText: string, limit: number, generic: boolean): Promise<string> {
+  await client.query("begin");
+  try {
+    if (generic) await client.query("set local plan_cache_mode = force_generic_plan");
+    await client.query(`prepare bench_claim_explain as ${sqlText}`);
+    const { rows } = await client.query<{ "QUERY PLAN": string }>(
+      `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, 5000, '{}')`,
+    );
+    return rows.map((row) => row["QUERY PLAN"]).join("\n");
+  } finally {
+    await client.query("rollback");
+    await client.query("deallocate bench_claim_explain").catch(() => undefined);
+  }
+}
+
+/** Times the worker's exact claim statement (rolled back each time) on a table of `rows` deliveries. */
+export async function runClaim(settings: BenchSettings, rows: number, receiverUrl: string, log: (m: string) => void): Promise<ClaimResult> {
+  return withScratchDatabase(settings.adminUrl, "claim", async ({ url, database }) => {
+    const tenant = await createTenant(database, "bench");
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const generateStarted = performance.now();
+      await generate(client, tenant.tenantId, receiverUrl, rows, settings.claimPendingShare, log);
+      const generateSeconds = (performance.now() - generateStarted) / 1000;
+      const { rows: dueRows } = await client.query<{ n: number }>(
+        "select count(*)::int as n from webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()",
+      );
+
+      const handle = clientDatabase(client);
+      const timings: number[] = [];
+      let claimed = 0;
+      for (let run = 0; run < settings.claimRuns; run++) {
+        await client.query("begin");
+        const started = performance.now();
+        const batch = await claimDue(handle, "bench-claim", settings.batchSize, 5_000);
+        timings.push(performance.now() - started);
+        await client.query("rollback");
+        claimed = batch.length;
+      }
+      const sqlText = await claimSqlText();
+      const plan = await explainClaim(client, sqlText, settings.batchSize, false);
+      const genericPlan = await explainClaim(client, sqlText, settings.batchSize, true);
+      return {
+        rows,
+        dueRows: dueRows[0]?.n ?? 0,
+        generateSeconds,
+        runs: settings.claimRuns,
+        claimedPerRun: claimed,
+        medianMs: median(timings),
+        p95Ms: percentile(timings, 95),
+        customPlanUsesClaimIndex: planUsesIndex(plan),
+        genericPlanUsesClaimIndex: planUsesIndex(genericPlan),
+        planExcerpt: plan.split("\n").filter((line) => /webhook_deliveries|Buffers|Execution Time/.test(line)).slice(0, 12),
+        plan,
+      };
+    } finally {
+      await client.end();
+    }
+  });
+}
