@@ -4,7 +4,7 @@
  * queue (batched fetch), batched completion, concurrency like our worker's.
  * Env: DATABASE_URL, RECEIVER_URL, SIGNING_SECRET, CONCURRENCY, MAX_SECONDS.
  */
-import { run, type Task } from "graphile-worker";
+import { Logger, run, type Task } from "graphile-worker";
 import { exitWhenOrphaned, newAgent, postSigned } from "../lib/post.js";
 
 const env = (name: string): string => {
@@ -17,6 +17,11 @@ const secret = env("SIGNING_SECRET");
 const concurrency = Number(env("CONCURRENCY"));
 exitWhenOrphaned(Number(env("MAX_SECONDS")));
 const agent = newAgent();
+
+// graphile-worker logs every completed job at info; printing 20,000 lines would slow it down unfairly.
+const logger = new Logger(() => (level, message) => {
+  if (level === "error") console.error(`graphile-worker: ${message}`);
+});
 
 const webhook: Task = async (payload, helpers) => {
   const body = JSON.stringify(payload);
@@ -36,6 +41,7 @@ const runner = await run({
   maxPoolSize: Math.min(concurrency + 1, 25),
   pollInterval: 1000,
   noHandleSignals: true,
+  logger,
   taskList: { webhook },
   preset: {
     worker: {

@@ -80,7 +80,8 @@ export async function runDbCeiling(settings: BenchSettings, receiverUrl: string)
           finishedAt,
           durationMs: 0,
         }));
-        recorded += (await recordAttempts(database, workerId, records)).length;
+        const owned = await recordAttempts(database, workerId, records);
+        recorded += owned.length;
       }
     };
     const started = performance.now();

@@ -4,7 +4,8 @@ import { JobService } from "../../src/jobs/job-service.js";
 import { deliveryPolicies } from "../../src/service.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
-import { pollUntil, sleep, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
+import { forkTs, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
+import type { OffererCommand, OffererReport } from "../children/offerer.js";
 import { seedOpenJobs } from "../lib/seed.js";
 import type { BenchSettings } from "../lib/settings.js";
 import { percentile } from "../lib/stats.js";
@@ -26,16 +27,36 @@ export interface LatencyResult {
   issuedP99: number;
   /** Updates issued more than 10 ms after their slot in the schedule: the offered rate was not met. */
   lateStarts: number;
+  /** Arrivals noted before the offering process saw its commit return (counted as 0 ms). */
+  arrivedBeforeCommitReturned: number;
 }
 
 const WARM_UP_JOBS = 50;
-const MAX_IN_FLIGHT = 256;
-const LATE_MS = 10;
-const now = () => performance.timeOrigin + performance.now();
+
+/** Runs the offering in its own process and waits for its per-job timings. */
+async function offerFromChild(databaseUrl: string, rate: number, jobIds: string[]): Promise<OffererReport> {
+  const child = forkTs("bench/children/offerer.ts", {
+    DATABASE_URL: databaseUrl,
+    RATE: String(rate),
+    MAX_SECONDS: String(120 + Math.ceil(jobIds.length / 10)),
+  });
+  try {
+    return await new Promise<OffererReport>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`offerer exited (${code})`)));
+      child.on("message", (message: { type: string }) => {
+        if (message.type === "ready") child.send({ type: "offer", jobIds } satisfies OffererCommand);
+        else if (message.type === "done") resolve(message as OffererReport);
+      });
+    });
+  } finally {
+    await stopProcess(child);
+  }
+}
 
 /**
- * Workers running and warm; terminal updates offered at a fixed rate through JobService in this
- * process (open loop); the receiver notes each arrival per webhook-id.
+ * Workers running and warm (the warm-up goes through JobService here); the measured terminal updates
+ * are offered at a fixed rate (open loop) by JobService in a child process; the receiver notes each
+ * arrival per webhook-id.
  */
 export async function runLatency(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<LatencyResult> {
   const jobs = Math.min(settings.n, settings.latencyRate * settings.latencySeconds);
@@ -65,32 +86,9 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
         receiver.track(true);
 
         const measured = ids.slice(WARM_UP_JOBS);
-        const issued = new Map<string, number>();
-        const committed = new Map<string, number>();
-        const failures: unknown[] = [];
-        let inFlight = 0;
-        let lateStarts = 0;
-        const start = now();
-        let next = 0;
-        while (next < measured.length) {
-          const due = Math.min(measured.length, Math.floor(((now() - start) * settings.latencyRate) / 1000) + 1);
-          while (next < due) {
-            if (inFlight >= MAX_IN_FLIGHT) break;
-            const issuedAt = now();
-            if (issuedAt - (start + (next * 1000) / settings.latencyRate) > LATE_MS) lateStarts++;
-            const jobId = measured[next++] as string;
-            inFlight++;
-            issued.set(jobId, issuedAt);
-            complete(jobId).then(
-              () => committed.set(jobId, now()),
-              (error: unknown) => failures.push(error),
-            ).finally(() => inFlight--);
-          }
-          await sleep(1);
-          if (failures.length > 0) throw failures[0];
-        }
-        await pollUntil("updates to commit", async () => (inFlight === 0 ? true : undefined), 60_000);
-        const offeredMs = Math.max(...committed.values()) - start;
+        const report = await offerFromChild(url, settings.latencyRate, measured);
+        if (report.failures.length > 0) throw new Error(`terminal updates failed: ${report.failures[0]}`);
+        const offeredMs = Math.max(...report.timings.map(([, , committedAt]) => committedAt)) - report.startedAt;
         await pollUntil(
           "latency deliveries to succeed",
           async () => ((await succeeded()) >= WARM_UP_JOBS + measured.length ? true : undefined),
@@ -98,6 +96,9 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
         );
         receiver.track(false);
         const { arrivals } = await receiver.report();
+        const issued = new Map(report.timings.map(([jobId, issuedAt]) => [jobId, issuedAt]));
+        const committed = new Map(report.timings.map(([jobId, , committedAt]) => [jobId, committedAt]));
+        const lateStarts = report.lateStarts;
 
         const jobOfDelivery = new Map(
           (await database.query<{ id: string; job_id: string }>("select id, job_id from webhook_deliveries")).map((row) => [
@@ -107,6 +108,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
         );
         const fromCommit: number[] = [];
         const fromIssue: number[] = [];
+        let arrivedBeforeCommitReturned = 0;
         const firstArrival = new Map<string, number>();
         for (const [deliveryId, arrivedAt] of arrivals) {
           if (!firstArrival.has(deliveryId)) firstArrival.set(deliveryId, arrivedAt);
@@ -117,6 +119,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
           const issuedAt = jobId === undefined ? undefined : issued.get(jobId);
           if (committedAt === undefined || issuedAt === undefined) continue;
           // Arrival can precede the caller seeing its commit return (NOTIFY fires at commit): count that as 0.
+          if (arrivedAt < committedAt) arrivedBeforeCommitReturned++;
           fromCommit.push(Math.max(0, arrivedAt - committedAt));
           fromIssue.push(arrivedAt - issuedAt);
         }
@@ -133,6 +136,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
           issuedP50: percentile(fromIssue, 50),
           issuedP99: percentile(fromIssue, 99),
           lateStarts,
+          arrivedBeforeCommitReturned,
         };
       } finally {
         receiver.track(false);
