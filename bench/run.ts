@@ -10,7 +10,7 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { dropOpenScratchDatabases } from "./lib/database.js";
-import { ReceiverProcess, ROOT, killAllChildren } from "./lib/processes.js";
+import { ReceiverProcess, ROOT, buildDist, killAllChildren } from "./lib/processes.js";
 import { renderTable, throughputRow, type Row } from "./lib/report.js";
 import { readSettings, wants, type BenchSettings } from "./lib/settings.js";
 import { combinedCeiling, ratio } from "./lib/stats.js";
@@ -36,6 +36,15 @@ async function postgresVersion(url: string): Promise<string> {
   } finally {
     await client.end();
   }
+}
+
+/** The BENCH_* variables in force, as a command line that reproduces the run. */
+function commandLine(): string {
+  const variables = Object.entries(process.env)
+    .filter(([name]) => name.startsWith("BENCH_"))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, value]) => `${name}=${value}`);
+  return [...variables, "npm run bench"].join(" ");
 }
 
 interface Results {
@@ -94,7 +103,7 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   for (const drain of results.drains) {
     rows.push(
       throughputRow(`webhook-outbox drain, ${drain.workers} worker${drain.workers > 1 ? "s" : ""}`, drain.perSecond, ours,
-        `concurrency ${settings.concurrency}, batch ${settings.batchSize}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
+        `${settings.workerRuntime}, concurrency ${settings.concurrency}, batch ${settings.batchSize}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
     );
   }
   for (const baseline of results.baselines) rows.push(throughputRow(baseline.system, baseline.perSecond, ours, baseline.settings));
@@ -139,6 +148,10 @@ async function main(): Promise<number> {
     });
   }
 
+  if (settings.workerRuntime === "dist" && (wants(settings, "drain") || wants(settings, "latency"))) {
+    log("building dist/ for BENCH_WORKER_RUNTIME=dist");
+    buildDist();
+  }
   const receiver = await ReceiverProcess.start();
   let results: Results;
   try {
@@ -156,7 +169,7 @@ async function main(): Promise<number> {
   const json = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    command: `BENCH_N=${settings.n} npm run bench`,
+    command: commandLine(),
     machine: {
       cpus: availableParallelism(),
       cpuModel: cpus()[0]?.model ?? "?",
@@ -191,7 +204,8 @@ async function main(): Promise<number> {
   // NaN is not JSON: write it as null.
   writeFileSync(path, `${JSON.stringify(json, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2)}\n`);
 
-  console.log(`\nwebhook-outbox benchmark — N=${settings.n}, ${availableParallelism()} CPUs, Node ${process.version}, Postgres ${json.machine.postgres}`);
+  console.log(`\n${json.command}`);
+  console.log(`webhook-outbox benchmark — N=${settings.n}, ${availableParallelism()} CPUs, Node ${process.version}, Postgres ${json.machine.postgres}`);
   console.log(`ours = best webhook-outbox drain (${ours === undefined ? "none" : `${Math.round(ours)}/s with ${best?.workers} worker(s)`})\n`);
   console.log(renderTable(rows));
   for (const claim of results.claim) {

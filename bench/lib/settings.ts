@@ -1,3 +1,5 @@
+import type { WorkerRuntime } from "./processes.js";
+
 /** Every knob of `npm run bench`, read once from the environment. */
 
 function integer(name: string, fallback: number, min = 1): number {
@@ -26,12 +28,20 @@ function share(name: string, fallback: number): number {
   return value;
 }
 
+function workerRuntime(): WorkerRuntime {
+  const raw = process.env.BENCH_WORKER_RUNTIME ?? "tsx";
+  if (raw !== "tsx" && raw !== "dist") throw new Error(`BENCH_WORKER_RUNTIME must be tsx or dist, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
 export interface BenchSettings {
   adminUrl: string;
   /** Deliveries per throughput scenario. */
   n: number;
   /** Worker process counts to drain with, one drain per entry. */
   workerCounts: number[];
+  /** How the worker runs: tsx from src/ (default) or compiled dist/. */
+  workerRuntime: WorkerRuntime;
   /** Worker processes running during the latency scenario. */
   latencyWorkers: number;
   concurrency: number;
@@ -69,6 +79,7 @@ export function readSettings(): BenchSettings {
     adminUrl,
     n: integer("BENCH_N", 20_000, 10),
     workerCounts: integerList("BENCH_WORKERS", [1, 2]),
+    workerRuntime: workerRuntime(),
     latencyWorkers: integer("BENCH_LATENCY_WORKERS", 1),
     concurrency,
     httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),

@@ -41,7 +41,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
     await seedDueDeliveries(database, tenant.tenantId, receiver.url, n);
     await receiver.report();
 
-    const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings)));
+    const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
     try {
       const polledAt = await pollUntil(
         `${n} deliveries to succeed`,

@@ -77,7 +77,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
       const succeeded = async () =>
         (await database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where status = 'succeeded'"))[0]?.n ?? 0;
 
-      const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings)));
+      const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
       try {
         // Warm-up: proves the workers listen and claim, and warms their code and prepared statements.
         await Promise.all(ids.slice(0, WARM_UP_JOBS).map(complete));
