@@ -54,18 +54,44 @@ function clientDatabase(client: pg.Client): Database {
 }
 
 /**
- * `rows` deliveries: most succeeded long ago, a share pending and due, a little pending later or
- * failed. Written with generate_series in chunks; plain indexes are rebuilt after the load (FK
- * checks are skipped with session_replication_role: history rows need no jobs rows for this test).
- * Finished rows carry a short payload to keep generation to minutes; the claim never reads them.
+ * Drops every index of webhook_deliveries (constraint-backed ones with their constraints, and the
+ * foreign keys that point at them) and returns the statements that put each back, read from the
+ * catalog so they follow whatever the migrations define. Loading 10M rows into random-UUID B-trees
+ * would take far longer than building them once afterwards.
  */
-async function generate(client: pg.Client, tenantId: string, url: string, rows: number, pendingShare: number, log: (m: string) => void) {
-  const indexes = await client.query<{ indexname: string; indexdef: string }>(
-    `select indexname, indexdef from pg_indexes
+async function dropIndexesForLoad(client: pg.Client): Promise<string[]> {
+  const referencing = await client.query<{ table: string; name: string; definition: string }>(
+    `select conrelid::regclass::text as table, conname as name, pg_get_constraintdef(oid) as definition
+     from pg_constraint where contype = 'f' and confrelid = 'webhook_deliveries'::regclass`,
+  );
+  const owned = await client.query<{ name: string; definition: string }>(
+    `select conname as name, pg_get_constraintdef(oid) as definition
+     from pg_constraint where conrelid = 'webhook_deliveries'::regclass and contype in ('p', 'u')`,
+  );
+  const plain = await client.query<{ name: string; definition: string }>(
+    `select indexname as name, indexdef as definition from pg_indexes
      where tablename = 'webhook_deliveries'
        and indexname not in (select conname from pg_constraint where conrelid = 'webhook_deliveries'::regclass)`,
   );
-  for (const index of indexes.rows) await client.query(`drop index ${pg.escapeIdentifier(index.indexname)}`);
+  const id = pg.escapeIdentifier;
+  for (const fk of referencing.rows) await client.query(`alter table ${fk.table} drop constraint ${id(fk.name)}`);
+  for (const constraint of owned.rows) await client.query(`alter table webhook_deliveries drop constraint ${id(constraint.name)}`);
+  for (const index of plain.rows) await client.query(`drop index ${id(index.name)}`);
+  return [
+    ...owned.rows.map((constraint) => `alter table webhook_deliveries add constraint ${id(constraint.name)} ${constraint.definition}`),
+    ...plain.rows.map((index) => index.definition),
+    ...referencing.rows.map((fk) => `alter table ${fk.table} add constraint ${id(fk.name)} ${fk.definition}`),
+  ];
+}
+
+/**
+ * `rows` deliveries: most succeeded long ago, a share pending and due, a little pending later or
+ * failed. Written with generate_series in chunks, indexes built after the load (FK checks are
+ * skipped with session_replication_role: history rows need no jobs rows for this test).
+ * Finished rows carry a short payload to keep generation to minutes; the claim never reads them.
+ */
+async function generate(client: pg.Client, tenantId: string, url: string, rows: number, pendingShare: number, log: (m: string) => void) {
+  const restore = await dropIndexesForLoad(client);
   await client.query("set session_replication_role = replica");
   const due = Math.max(1, Math.round(pendingShare * PER_TEN_THOUSAND));
   const later = Math.max(1, Math.round(due / 2));
@@ -110,7 +136,9 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
     if (rows > CHUNK) log(`claim: generated ${done + size} of ${rows} rows`);
   }
   await client.query("set session_replication_role = origin");
-  for (const index of indexes.rows) await client.query(index.indexdef);
+  log(`claim: rebuilding indexes and constraints on ${rows} rows`);
+  await client.query("set maintenance_work_mem = '256MB'");
+  for (const statement of restore) await client.query(statement);
   await client.query("vacuum analyze webhook_deliveries");
 }
 
