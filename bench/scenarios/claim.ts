@@ -110,7 +110,7 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
               case when b < $7::int then 0 when b < $8::int then $10::int else 1 end,
               $10::int, $11::int[], $12::int, $13::int,
               case when b < $6::int then now() - (g % 60000) * interval '1 millisecond'
-                   when b < $7::int then now() + interval '1 minute' + (g % 60000) * interval '1 millisecond' end,
+                   when b < $7::int then now() + interval '1 day' + (g % 60000) * interval '1 millisecond' end,
               case when b < $7::int then null when b < $8::int then 500 else 200 end,
               now() - interval '30 days' + (g::float8 / $9::float8) * interval '30 days',
               case when b < $7::int then null else now() - interval '30 days' + (g::float8 / $9::float8) * interval '30 days' end
