@@ -12,8 +12,12 @@ export interface BaselineResult {
   system: string;
   settings: string;
   deliveries: number;
-  /** First attempt started → the bench's poll saw every job complete. */
+  /**
+   * First attempt started → last job completed: pg-boss's own completed_on; graphile-worker deletes
+   * completed jobs, so there it is when the bench's 20 ms poll saw the last one gone.
+   */
   perSecond: number;
+  endFrom: "completed_on" | "poll";
   elapsedMs: number;
   peakRssMiB: number | undefined;
   receiverRequests: number;
@@ -37,25 +41,37 @@ async function drainWith(
   database: Database,
   receiver: ReceiverProcess,
   start: () => ReturnType<typeof forkTs>,
-  progress: () => Promise<{ completed: number; failed: number }>,
+  progress: () => Promise<{ completed: number; failed: number; lastCompletedMs?: number }>,
+  pollMs: number,
 ): Promise<BaselineResult> {
   await receiver.report();
   const child = start();
   try {
-    const doneAt = await pollUntil(
+    const done = await pollUntil(
       `${label} to complete ${n} jobs`,
       async () => {
         if (child.exitCode !== null) throw new Error(`${label} worker exited (${child.exitCode})`);
-        const { completed, failed } = await progress();
-        if (failed > 0) throw new Error(`${label}: ${failed} jobs failed for good`);
-        return completed >= n ? Date.now() : undefined;
+        const state = await progress();
+        if (state.failed > 0) throw new Error(`${label}: ${state.failed} jobs failed for good`);
+        return state.completed >= n ? { polledAt: Date.now(), lastCompletedMs: state.lastCompletedMs } : undefined;
       },
       60_000 + n * 20,
+      pollMs,
     );
     const peak = peakRssMiB(child.pid);
-    const elapsedMs = doneAt - (await firstAttemptMs(database));
+    const endMs = done.lastCompletedMs ?? done.polledAt;
+    const elapsedMs = endMs - (await firstAttemptMs(database));
     const { count } = await receiver.report();
-    return { system: label, settings: settingsText, deliveries: n, perSecond: perSecond(n, elapsedMs), elapsedMs, peakRssMiB: peak, receiverRequests: count };
+    return {
+      system: label,
+      settings: settingsText,
+      deliveries: n,
+      perSecond: perSecond(n, elapsedMs),
+      endFrom: done.lastCompletedMs === undefined ? "poll" : "completed_on",
+      elapsedMs,
+      peakRssMiB: peak,
+      receiverRequests: count,
+    };
   } finally {
     await stopProcess(child);
   }
@@ -97,14 +113,18 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
             MAX_SECONDS: String(120 + Math.ceil(n / 50)),
           }),
         async () => {
-          const [row] = await database.query<{ open: number; attempted: number; dead: number }>(
-            `select (select count(*)::int from graphile_worker._private_jobs) as open,
-                    (select count(distinct job_id)::int from bench_attempts where response_status between 200 and 299) as attempted,
-                    (select count(*)::int from graphile_worker._private_jobs where attempts >= max_attempts and last_error is not null) as dead`,
-          );
           // Completed jobs are deleted: done when none is left and every job has its 2xx attempt row.
-          return { completed: row && row.open === 0 ? row.attempted : 0, failed: row?.dead ?? 0 };
+          const [row] = await database.query<{ open: number; dead: number }>(
+            `select count(*)::int as open, count(*) filter (where attempts >= max_attempts and last_error is not null)::int as dead
+             from graphile_worker._private_jobs`,
+          );
+          if (!row || row.open > 0) return { completed: 0, failed: row?.dead ?? 0 };
+          const [attempted] = await database.query<{ n: number }>(
+            "select count(distinct job_id)::int as n from bench_attempts where response_status between 200 and 299",
+          );
+          return { completed: attempted?.n ?? 0, failed: 0 };
         },
+        20,
       );
     },
   );
@@ -144,13 +164,15 @@ export async function runPgBoss(settings: BenchSettings, receiver: ReceiverProce
           MAX_SECONDS: String(120 + Math.ceil(n / 50)),
         }),
       async () => {
-        const [row] = await database.query<{ completed: number; failed: number }>(
-          `select count(*) filter (where state = 'completed')::int as completed, count(*) filter (where state = 'failed')::int as failed
+        const [row] = await database.query<{ completed: number; failed: number; last_ms: number | null }>(
+          `select count(*) filter (where state = 'completed')::int as completed, count(*) filter (where state = 'failed')::int as failed,
+                  (extract(epoch from max(completed_on)) * 1000)::float8 as last_ms
            from pgboss.job where name = $1`,
           [QUEUE],
         );
-        return { completed: row?.completed ?? 0, failed: row?.failed ?? 0 };
+        return { completed: row?.completed ?? 0, failed: row?.failed ?? 0, lastCompletedMs: row?.last_ms ?? undefined };
       },
+      100,
     );
   });
 }
