@@ -1,0 +1,101 @@
+import type { WorkerRuntime } from "./processes.js";
+
+/** Every knob of `npm run bench`, read once from the environment. */
+
+function integer(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function integerList(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  return raw.split(",").map((part) => {
+    const value = Number(part.trim());
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a comma list of positive integers, got ${JSON.stringify(raw)}`);
+    return value;
+  });
+}
+
+function share(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be within 0..1, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function workerRuntime(): WorkerRuntime {
+  const raw = process.env.BENCH_WORKER_RUNTIME ?? "tsx";
+  if (raw !== "tsx" && raw !== "dist") throw new Error(`BENCH_WORKER_RUNTIME must be tsx or dist, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+export interface BenchSettings {
+  adminUrl: string;
+  /** Deliveries per throughput scenario. */
+  n: number;
+  /** Worker process counts to drain with, one drain per entry. */
+  workerCounts: number[];
+  /** How the worker runs: tsx from src/ (default) or compiled dist/. */
+  workerRuntime: WorkerRuntime;
+  /** Worker processes running during the latency scenario. */
+  latencyWorkers: number;
+  concurrency: number;
+  /** In-flight requests of the HTTP-only ceiling. */
+  httpConcurrency: number;
+  batchSize: number;
+  /** Latency scenario: offered terminal updates per second, for how long. */
+  latencyRate: number;
+  latencySeconds: number;
+  /** Row counts of webhook_deliveries at which the claim is timed. */
+  claimRows: number[];
+  claimPendingShare: number;
+  claimRuns: number;
+  /** Concurrent claim-and-record loops of the DB-only ceiling. */
+  dbLoops: number;
+  pgBossBatchSizes: number[];
+  pgBossWorkers: number;
+  /** Scenarios to run; all by default. */
+  only: Set<string> | undefined;
+  /** A hard stop for the whole run, in seconds. */
+  maxSeconds: number;
+}
+
+export const SCENARIOS = ["http", "db", "drain", "latency", "claim", "graphile", "pgboss"] as const;
+
+export function readSettings(): BenchSettings {
+  const adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) throw new Error("npm run bench needs DATABASE_URL (a Postgres server it may create databases on)");
+  const concurrency = integer("BENCH_CONCURRENCY", 64);
+  const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",").map((s) => s.trim())) : undefined;
+  for (const name of only ?? []) {
+    if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`BENCH_ONLY: unknown scenario ${name} (know ${SCENARIOS.join(", ")})`);
+  }
+  return {
+    adminUrl,
+    n: integer("BENCH_N", 20_000, 10),
+    workerCounts: integerList("BENCH_WORKERS", [1, 2]),
+    workerRuntime: workerRuntime(),
+    latencyWorkers: integer("BENCH_LATENCY_WORKERS", 1),
+    concurrency,
+    httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),
+    batchSize: integer("BENCH_BATCH_SIZE", 64),
+    latencyRate: integer("BENCH_LATENCY_RATE", 1000),
+    latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
+    claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),
+    claimPendingShare: share("BENCH_CLAIM_PENDING_SHARE", 0.01),
+    claimRuns: integer("BENCH_CLAIM_RUNS", 200),
+    dbLoops: integer("BENCH_DB_LOOPS", 2),
+    pgBossBatchSizes: integerList("BENCH_PGBOSS_BATCH", [100, 1000]),
+    pgBossWorkers: integer("BENCH_PGBOSS_WORKERS", 10),
+    only,
+    maxSeconds: integer("BENCH_MAX_SECONDS", 3600),
+  };
+}
+
+export const wants = (settings: BenchSettings, scenario: (typeof SCENARIOS)[number]): boolean =>
+  settings.only === undefined || settings.only.has(scenario);

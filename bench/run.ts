@@ -1,0 +1,228 @@
+/**
+ * npm run bench — the webhook job on webhook-outbox, on graphile-worker and on pg-boss, and the
+ * HTTP-only and DB-only ceilings, side by side in one run on this machine. Prints one table and
+ * writes the same figures as JSON to bench/results/latest.json. Needs DATABASE_URL (a server it may
+ * create databases on; every scenario gets a fresh one, dropped after). Sizes and knobs: see
+ * bench/lib/settings.ts and the README's Performance section.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { dropOpenScratchDatabases } from "./lib/database.js";
+import { ReceiverProcess, ROOT, buildDist, killAllChildren } from "./lib/processes.js";
+import { renderTable, throughputRow, type Row } from "./lib/report.js";
+import { readSettings, wants, type BenchSettings } from "./lib/settings.js";
+import { combinedCeiling, ratio } from "./lib/stats.js";
+import { runGraphileWorker, runPgBoss, type BaselineResult } from "./scenarios/baselines.js";
+import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ceilings.js";
+import { runClaim, type ClaimResult } from "./scenarios/claim.js";
+import { runDrain, type DrainResult } from "./scenarios/drain.js";
+import { runLatency, type LatencyResult } from "./scenarios/latency.js";
+
+const RESULTS_DIR = join(ROOT, "bench", "results");
+const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+function packageVersion(name: string): string {
+  const manifest = JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string };
+  return manifest.version;
+}
+
+async function postgresVersion(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<{ server_version: string }>("show server_version")).rows[0]?.server_version ?? "?";
+  } finally {
+    await client.end();
+  }
+}
+
+/** The BENCH_* variables in force, as a command line that reproduces the run. */
+function commandLine(): string {
+  const variables = Object.entries(process.env)
+    .filter(([name]) => name.startsWith("BENCH_"))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, value]) => `${name}=${value}`);
+  return [...variables, "npm run bench"].join(" ");
+}
+
+interface Results {
+  http?: CeilingResult;
+  db?: CeilingResult;
+  drains: DrainResult[];
+  latency?: LatencyResult;
+  baselines: BaselineResult[];
+  claim: ClaimResult[];
+  errors: Array<{ scenario: string; message: string }>;
+}
+
+async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promise<Results> {
+  const results: Results = { drains: [], baselines: [], claim: [], errors: [] };
+  const attempt = async (scenario: string, work: () => Promise<void>) => {
+    log(`${scenario}: start`);
+    try {
+      await work();
+      log(`${scenario}: done`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      results.errors.push({ scenario, message });
+      log(`${scenario}: FAILED: ${message}`);
+    }
+  };
+  if (wants(settings, "http")) await attempt("HTTP-only ceiling", async () => void (results.http = await runHttpCeiling(settings, receiver)));
+  if (wants(settings, "db")) await attempt("DB-only ceiling", async () => void (results.db = await runDbCeiling(settings, receiver.url)));
+  if (wants(settings, "drain")) {
+    for (const workers of settings.workerCounts) {
+      await attempt(`drain, ${workers} worker process(es)`, async () => void results.drains.push(await runDrain(settings, receiver, workers)));
+    }
+  }
+  if (wants(settings, "latency")) {
+    await attempt("latency", async () => void (results.latency = await runLatency(settings, receiver, settings.latencyWorkers)));
+  }
+  if (wants(settings, "graphile")) await attempt("graphile-worker", async () => void results.baselines.push(await runGraphileWorker(settings, receiver)));
+  if (wants(settings, "pgboss")) {
+    for (const batch of settings.pgBossBatchSizes) {
+      await attempt(`pg-boss batch ${batch}`, async () => void results.baselines.push(await runPgBoss(settings, receiver, batch)));
+    }
+  }
+  if (wants(settings, "claim")) {
+    for (const rows of settings.claimRows) {
+      await attempt(`claim at ${rows} rows`, async () => void results.claim.push(await runClaim(settings, rows, receiver.url, log)));
+    }
+  }
+  return results;
+}
+
+function tableRows(settings: BenchSettings, results: Results, ours: number | undefined): Row[] {
+  const rows: Row[] = [];
+  const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
+  if (results.http) rows.push(throughputRow("HTTP-only ceiling (no database)", results.http.perSecond, ours, `${results.http.parallelism} in flight, undici keep-alive`));
+  if (results.db) rows.push(throughputRow("DB-only ceiling (claimDue + recordAttempts)", results.db.perSecond, ours, `${results.db.parallelism} loops × batch ${settings.batchSize}`));
+  if (combined !== undefined) rows.push(throughputRow("combined ceiling 1/(1/HTTP + 1/DB)", combined, ours));
+  for (const drain of results.drains) {
+    rows.push(
+      throughputRow(`webhook-outbox drain, ${drain.workers} worker${drain.workers > 1 ? "s" : ""}`, drain.perSecond, ours,
+        `${settings.workerRuntime}, concurrency ${settings.concurrency}, batch ${settings.batchSize}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
+    );
+  }
+  for (const baseline of results.baselines) rows.push(throughputRow(baseline.system, baseline.perSecond, ours, baseline.settings));
+  if (results.latency) {
+    const l = results.latency;
+    const notes = `${l.jobs} updates offered at ${l.offeredPerSecond}/s (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)`;
+    rows.push({ scenario: "latency commit → arrival p50", figure: l.p50, unit: "ms", notes });
+    rows.push({ scenario: "latency commit → arrival p95", figure: l.p95, unit: "ms", notes: `${l.arrivedBeforeCommitReturned} arrived before the update's commit returned (counted 0 ms)` });
+    rows.push({ scenario: "latency commit → arrival p99", figure: l.p99, unit: "ms", notes: `max ${l.max.toFixed(1)} ms; issued → arrival p99 ${l.issuedP99.toFixed(1)} ms` });
+  }
+  for (const claim of results.claim) {
+    rows.push({
+      scenario: `claim query at ${claim.rows.toLocaleString("en-US")} rows`,
+      figure: claim.medianMs,
+      unit: "ms",
+      notes: `median of ${claim.runs}, p95 ${claim.p95Ms.toFixed(2)} ms; ${claim.dueRows} due; claim_idx in plan: ${claim.customPlanUsesClaimIndex ? "yes" : "NO"} (generic: ${claim.genericPlanUsesClaimIndex ? "yes" : "NO"})`,
+    });
+  }
+  const [smallest, largest] = [results.claim[0], results.claim[results.claim.length - 1]];
+  if (smallest && largest && largest !== smallest) {
+    rows.push({ scenario: `claim time ${largest.rows.toLocaleString("en-US")} ÷ ${smallest.rows.toLocaleString("en-US")} rows`, figure: ratio(largest.medianMs, smallest.medianMs), unit: "×" });
+  }
+  const peaks = results.drains.map((drain) => drain.peakRssMiB).filter((value): value is number => value !== undefined);
+  if (peaks.length > 0) rows.push({ scenario: "worker peak RSS (VmHWM) during drains", figure: Math.max(...peaks), unit: "MiB" });
+  return rows;
+}
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  const startedAt = new Date();
+  const hardStop = setTimeout(() => {
+    log(`still running after BENCH_MAX_SECONDS=${settings.maxSeconds}; stopping`);
+    killAllChildren();
+    void dropOpenScratchDatabases().finally(() => process.exit(1));
+  }, settings.maxSeconds * 1000);
+  hardStop.unref();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping children and dropping scratch databases`);
+      killAllChildren();
+      void dropOpenScratchDatabases().finally(() => process.exit(130));
+    });
+  }
+
+  if (settings.workerRuntime === "dist" && (wants(settings, "drain") || wants(settings, "latency"))) {
+    log("building dist/ for BENCH_WORKER_RUNTIME=dist");
+    buildDist();
+  }
+  const receiver = await ReceiverProcess.start();
+  let results: Results;
+  try {
+    results = await runAll(settings, receiver);
+  } finally {
+    await receiver.stop();
+  }
+
+  const best = results.drains.reduce<DrainResult | undefined>((top, drain) => (!top || drain.perSecond > top.perSecond ? drain : top), undefined);
+  const ours = best?.perSecond;
+  const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
+  const byName = (prefix: string) => results.baselines.find((baseline) => baseline.system.startsWith(prefix))?.perSecond;
+  const rows = tableRows(settings, results, ours);
+
+  const json = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    command: commandLine(),
+    machine: {
+      cpus: availableParallelism(),
+      cpuModel: cpus()[0]?.model ?? "?",
+      memoryMiB: Math.round(totalmem() / 1024 / 1024),
+      node: process.version,
+      postgres: await postgresVersion(settings.adminUrl),
+      graphileWorker: packageVersion("graphile-worker"),
+      pgBoss: packageVersion("pg-boss"),
+    },
+    settings: { ...settings, adminUrl: undefined, only: settings.only ? [...settings.only] : undefined },
+    ours: { bestDrainPerSecond: ours, workers: best?.workers },
+    ratios: {
+      graphileWorker: ratio(ours, byName("graphile-worker")),
+      pgBossBatch100: ratio(ours, byName("pg-boss batch 100")),
+      pgBossBest: ratio(ours, Math.max(...results.baselines.filter((b) => b.system.startsWith("pg-boss")).map((b) => b.perSecond))),
+      http: ratio(ours, results.http?.perSecond),
+      db: ratio(ours, results.db?.perSecond),
+      combined: ratio(ours, combined),
+      claim10MOver10k:
+        results.claim.length > 1 ? ratio(results.claim[results.claim.length - 1]?.medianMs, results.claim[0]?.medianMs) : undefined,
+    },
+    ceilings: { http: results.http, db: results.db, combined },
+    drains: results.drains,
+    latency: results.latency,
+    baselines: results.baselines,
+    claim: results.claim,
+    errors: results.errors,
+    table: rows,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const path = join(RESULTS_DIR, "latest.json");
+  // NaN is not JSON: write it as null.
+  writeFileSync(path, `${JSON.stringify(json, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2)}\n`);
+
+  console.log(`\n${json.command}`);
+  console.log(`webhook-outbox benchmark — N=${settings.n}, ${availableParallelism()} CPUs, Node ${process.version}, Postgres ${json.machine.postgres}`);
+  console.log(`ours = best webhook-outbox drain (${ours === undefined ? "none" : `${Math.round(ours)}/s with ${best?.workers} worker(s)`})\n`);
+  console.log(renderTable(rows));
+  for (const claim of results.claim) {
+    console.log(`\nclaim plan at ${claim.rows.toLocaleString("en-US")} rows (EXPLAIN ANALYZE, BUFFERS; lines on webhook_deliveries):`);
+    for (const line of claim.planExcerpt) console.log(`  ${line}`);
+  }
+  for (const error of results.errors) console.log(`\nFAILED ${error.scenario}: ${error.message}`);
+  console.log(`\nJSON: ${path}`);
+  return results.errors.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (error: unknown) => {
+    console.error(error);
+    killAllChildren();
+    await dropOpenScratchDatabases();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,85 @@
+import type { BenchSettings } from "../lib/settings.js";
+import { withScratchDatabase } from "../lib/database.js";
+import { peakRssMiB, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
+import { seedDueDeliveries } from "../lib/seed.js";
+import { perSecond } from "../lib/stats.js";
+import { createTenant } from "../../src/tenants/tenant-service.js";
+
+export interface DrainResult {
+  workers: number;
+  deliveries: number;
+  /** First attempt started → last delivery recorded succeeded, from the rows' own timestamps. */
+  perSecond: number;
+  elapsedMs: number;
+  /** The same span ending when the bench's poll saw the count complete (a few ms later). */
+  perSecondPolled: number;
+  /** Largest VmHWM among the worker processes. */
+  peakRssMiB: number | undefined;
+  receiverRequests: number;
+}
+
+/** The worker's environment for a benchmark run: src/config.ts reads each of these. */
+export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    WORKER_CONCURRENCY: String(settings.concurrency),
+    WORKER_BATCH_SIZE: String(settings.batchSize),
+    // One receiver is one destination: a per-host cap below the concurrency would throttle the run.
+    WORKER_HOST_CONCURRENCY: String(settings.concurrency),
+    WORKER_POLL_INTERVAL_MS: "1000",
+    WEBHOOK_ALLOW_INSECURE_URLS: "true",
+    SHUTDOWN_GRACE_MS: "2000",
+    LOG_LEVEL: "warn",
+  };
+}
+
+/** N deliveries already due, then `workers` worker processes started: how fast do they drain? */
+export async function runDrain(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<DrainResult> {
+  const n = settings.n;
+  return withScratchDatabase(settings.adminUrl, "drain", async ({ url, database }) => {
+    const tenant = await createTenant(database, "bench");
+    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n);
+    await receiver.report();
+
+    const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
+    try {
+      // Cheap while draining: the open rows are exactly the claim index's rows. The end time comes
+      // from the rows themselves, so the poll can be unhurried.
+      const polledAt = await pollUntil(
+        `${n} deliveries to finish`,
+        async () => {
+          if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
+          const [row] = await database.query<{ open: number }>(
+            "select count(*)::int as open from webhook_deliveries where status in ('pending', 'delivering')",
+          );
+          return row?.open === 0 ? Date.now() : undefined;
+        },
+        60_000 + n * 10,
+        50,
+      );
+      const [totals] = await database.query<{ succeeded: number }>(
+        "select count(*) filter (where status = 'succeeded')::int as succeeded from webhook_deliveries",
+      );
+      if (totals?.succeeded !== n) throw new Error(`only ${totals?.succeeded} of ${n} deliveries succeeded`);
+      const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
+      const [span] = await database.query<{ first_ms: number; last_ms: number }>(
+        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts)) * 1000)::float8 as first_ms,
+                (extract(epoch from (select max(finished_at) from webhook_deliveries)) * 1000)::float8 as last_ms`,
+      );
+      const firstMs = Number(span?.first_ms);
+      const elapsedMs = Number(span?.last_ms) - firstMs;
+      const { count } = await receiver.report();
+      return {
+        workers,
+        deliveries: n,
+        perSecond: perSecond(n, elapsedMs),
+        elapsedMs,
+        perSecondPolled: perSecond(n, polledAt - firstMs),
+        peakRssMiB: Number.isFinite(peak) ? peak : undefined,
+        receiverRequests: count,
+      };
+    } finally {
+      await Promise.all(processes.map((child) => stopProcess(child)));
+    }
+  });
+}

@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { renderTable, throughputRow } from "../bench/lib/report.js";
+import { combinedCeiling, median, percentile, perSecond, ratio } from "../bench/lib/stats.js";
+
+describe("bench statistics", () => {
+  it("interpolates percentiles between closest ranks, whatever the input order", () => {
+    const samples = [40, 10, 30, 20, 50];
+    expect(percentile(samples, 0)).toBe(10);
+    expect(percentile(samples, 50)).toBe(30);
+    expect(percentile(samples, 100)).toBe(50);
+    expect(percentile(samples, 25)).toBe(20);
+    expect(percentile([10, 20], 99)).toBeCloseTo(19.9);
+    expect(median([3, 1, 2, 4])).toBe(2.5);
+    expect(samples).toEqual([40, 10, 30, 20, 50]);
+  });
+
+  it("has no percentile of nothing and refuses one outside 0..100", () => {
+    expect(percentile([], 50)).toBeNaN();
+    expect(() => percentile([1], 101)).toThrow(RangeError);
+  });
+
+  it("divides ours by theirs, with NaN for a missing or zero side", () => {
+    expect(ratio(3000, 1500)).toBe(2);
+    expect(ratio(undefined, 1500)).toBeNaN();
+    expect(ratio(3000, 0)).toBeNaN();
+    expect(ratio(3000, Number.NaN)).toBeNaN();
+  });
+
+  it("combines two ceilings that share the cores as 1/(1/a + 1/b)", () => {
+    expect(combinedCeiling(17_600, 32_000)).toBeCloseTo(11_354.8, 1);
+    expect(combinedCeiling(1000, 1000)).toBe(500);
+    expect(combinedCeiling(0, 1000)).toBeNaN();
+  });
+
+  it("turns a count over milliseconds into a rate per second", () => {
+    expect(perSecond(2000, 500)).toBe(4000);
+    expect(perSecond(1, 0)).toBeNaN();
+  });
+
+  it("renders one aligned table with the ratio column", () => {
+    const table = renderTable([throughputRow("graphile-worker", 1000, 2500), throughputRow("ours", 2500, 2500, "note")]);
+    const lines = table.split("\n");
+    expect(lines[0]).toMatch(/^scenario\s+figure\s+unit\s+ours ÷ it\s+notes$/);
+    expect(lines[2]).toMatch(/graphile-worker\s+1,000\s+deliveries\/s\s+2\.50×/);
+    expect(lines[3]).toMatch(/ours\s+2,500\s+deliveries\/s\s+1\.00×\s+note/);
+  });
+});
