@@ -12,6 +12,11 @@ export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export type Unlisten = () => Promise<void>;
 
+/** The rows of a raw `execute` result; both drivers answer `{ rows }`. */
+export function rowsOf<Row>(result: unknown): Row[] {
+  return (result as { rows: Row[] }).rows;
+}
+
 /**
  * One handle over either a Postgres server (pg pool) or an embedded PGlite database.
  * `db` is drizzle for ordinary queries; `query` runs the hand-written hot-path SQL

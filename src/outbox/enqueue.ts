@@ -1,6 +1,5 @@
 import { sql } from "drizzle-orm";
-import type { Tx } from "../db/client.js";
-import { webhookDeliveries } from "../db/schema.js";
+import { rowsOf, type Tx } from "../db/client.js";
 import type { DeliveryPolicy } from "./policy.js";
 
 export const OUTBOX_CHANNEL = "webhook_outbox";
@@ -20,23 +19,20 @@ export interface NewDelivery {
  * NOTIFY with an identical payload is folded into one per transaction by Postgres.
  */
 export async function enqueueDelivery(tx: Tx, delivery: NewDelivery): Promise<string | undefined> {
-  const firstDelayMs = delivery.policy.retryDelaysMs[0] ?? 0;
-  const [row] = await tx
-    .insert(webhookDeliveries)
-    .values({
-      tenantId: delivery.tenantId,
-      jobId: delivery.jobId,
-      eventType: delivery.eventType,
-      url: delivery.url,
-      payload: delivery.payload,
-      maxAttempts: delivery.policy.retryDelaysMs.length,
-      retryDelaysMs: delivery.policy.retryDelaysMs,
-      timeoutMs: delivery.policy.timeoutMs,
-      connectTimeoutMs: delivery.policy.connectTimeoutMs,
-      nextAttemptAt: sql`now() + ${firstDelayMs} * interval '1 millisecond'`,
-    })
-    .onConflictDoNothing({ target: [webhookDeliveries.jobId, webhookDeliveries.eventType] })
-    .returning({ id: webhookDeliveries.id });
-  if (row) await tx.execute(sql`select pg_notify(${OUTBOX_CHANNEL}, '')`);
-  return row?.id;
+  const { policy } = delivery;
+  // One round trip: the insert, and the NOTIFY only when a row was actually written.
+  const result = await tx.execute(sql`
+    with inserted as (
+      insert into webhook_deliveries
+        (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
+         next_attempt_at)
+      values (${delivery.tenantId}, ${delivery.jobId}, ${delivery.eventType}, ${delivery.url},
+              ${JSON.stringify(delivery.payload)}::jsonb, ${policy.retryDelaysMs.length},
+              ${sql.param(policy.retryDelaysMs)}::int[], ${policy.timeoutMs}, ${policy.connectTimeoutMs},
+              now() + ${policy.retryDelaysMs[0] ?? 0} * interval '1 millisecond')
+      on conflict (job_id, event_type) do nothing
+      returning id
+    )
+    select id, pg_notify(${OUTBOX_CHANNEL}, '') from inserted`);
+  return rowsOf<{ id: string }>(result)[0]?.id;
 }
