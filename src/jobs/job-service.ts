@@ -137,6 +137,8 @@ export class JobService {
     return db.transaction(async (tx) => {
       const [job] = await tx.select().from(jobs).where(eq(jobs.id, jobId)).for("update");
       if (!job) throw notFound("job");
+      // A separate statement after the lock, so it reads the projects as the previous holder left them
+      // (a join under FOR UPDATE would re-check the job row but return stale projects).
       const projects = await this.projectsOf(tx, [jobId]);
       const project = projects.find((candidate) => candidate.index === index);
       if (!project) throw notFound("project");
