@@ -39,7 +39,7 @@ export function errorHandler(logger: Logger) {
       const status = error.status as ContentfulStatusCode;
       return sendError(c, status, status === 413 ? "PAYLOAD_TOO_LARGE" : "HTTP_ERROR", error.message || "request refused");
     }
-    logger.error({ err: error, method: c.req.method, path: c.req.path }, "unhandled error");
+    logger.error({ err: error, requestId: c.get("requestId"), method: c.req.method, path: c.req.path }, "unhandled error");
     return sendError(c, 500, "INTERNAL_ERROR", "internal error");
   };
 }
