@@ -10,6 +10,8 @@ import { startService, type RunningService } from "../src/service.js";
 import { testConfig } from "./support/harness.js";
 
 // A database of our own that starts empty: the readiness check must see the migrations arrive.
+type ErrorJson = { error: { code: string; message: string } };
+
 const adminUrl = inject("adminDatabaseUrl");
 const name = `wo_test_${randomBytes(6).toString("hex")}`;
 const journal = JSON.parse(readFileSync(new URL("../migrations/meta/_journal.json", import.meta.url), "utf8"));
@@ -53,7 +55,7 @@ describe("/healthz and /readyz", () => {
     expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
     const before = await fetch(`${service.url}/readyz`);
     expect(before.status).toBe(503);
-    expect((await before.json()).error).toMatchObject({ code: "MIGRATIONS_PENDING" });
+    expect(((await before.json()) as ErrorJson).error).toMatchObject({ code: "MIGRATIONS_PENDING" });
 
     await runMigrations(database);
     const after = await fetch(`${service.url}/readyz`);
@@ -65,7 +67,7 @@ describe("/healthz and /readyz", () => {
     await database.query("update drizzle.__drizzle_migrations set created_at = created_at - 1");
     const stale = await fetch(`${service.url}/readyz`);
     expect(stale.status).toBe(503);
-    expect((await stale.json()).error.code).toBe("MIGRATIONS_PENDING");
+    expect(((await stale.json()) as ErrorJson).error.code).toBe("MIGRATIONS_PENDING");
     await database.query("update drizzle.__drizzle_migrations set created_at = created_at + 1");
     expect((await fetch(`${service.url}/readyz`)).status).toBe(200);
   });
@@ -82,7 +84,7 @@ describe("/healthz and /readyz", () => {
       expect((await fetch(`${down.url}/healthz`)).status).toBe(200);
       const ready = await fetch(`${down.url}/readyz`);
       expect(ready.status).toBe(503);
-      expect((await ready.json()).error.code).toBe("DATABASE_UNAVAILABLE");
+      expect(((await ready.json()) as ErrorJson).error.code).toBe("DATABASE_UNAVAILABLE");
     } finally {
       await down.stop();
     }
