@@ -70,13 +70,14 @@ log "2. podman build --isolation=chroot --build-arg NODE_IMAGE=$BASE_IMAGE"
 podman build --isolation=chroot --format docker --network host \
   --build-arg NODE_IMAGE="$BASE_IMAGE" -t "$IMAGE" .
 
-config=$(podman image inspect --format '{{json .Config}}' "$IMAGE")
+inspect=$(podman image inspect "$IMAGE")
+config=$(node -e 'process.stdout.write(JSON.stringify(JSON.parse(process.argv[1])[0].Config))' "$inspect")
 field() { node -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$config" "$1"; }
 user=$(field User)
 workdir=$(field WorkingDir)
 mapfile -t cmd < <(node -e 'for (const a of JSON.parse(process.argv[1]).Cmd) console.log(a)' "$config")
 mapfile -t image_env < <(node -e 'for (const e of JSON.parse(process.argv[1]).Env ?? []) console.log(e)' "$config")
-mapfile -t healthcheck < <(node -e 'const h = JSON.parse(process.argv[1]).Healthcheck; for (const a of (h?.Test ?? []).slice(1)) console.log(a)' "$config")
+mapfile -t healthcheck < <(node -e 'const i = JSON.parse(process.argv[1])[0]; for (const a of ((i.Healthcheck ?? i.Config.Healthcheck)?.Test ?? []).slice(1)) console.log(a)' "$inspect")
 echo "image config: User=$user WorkingDir=$workdir"
 echo "  CMD: ${cmd[*]}"
 echo "  HEALTHCHECK: ${healthcheck[*]}"
