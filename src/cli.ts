@@ -76,6 +76,8 @@ async function withDatabase(
 ): Promise<number> {
   const database = await openDatabase({ databaseUrl: config.DATABASE_URL, pgliteDir: config.PGLITE_DIR });
   try {
+    // The embedded database needs no setup: a first `tenant create` makes and migrates it.
+    if (database.kind === "pglite") await runMigrations(database);
     await work(database);
     return 0;
   } finally {
