@@ -40,6 +40,9 @@ cleanup() {
 trap cleanup EXIT
 
 log "1. local base image from this machine's Node ($(node --version))"
+if podman image exists "$BASE_IMAGE" && [ -z "${REBUILD_BASE:-}" ]; then
+  echo "reusing $BASE_IMAGE (REBUILD_BASE=1 makes it anew)"
+else
 root="$work/rootfs"
 node_bin=$(readlink -f "$(command -v node)")
 npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
@@ -65,6 +68,7 @@ printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 tar -C "$root" -cf "$work/rootfs.tar" .
 podman import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' "$work/rootfs.tar" "$BASE_IMAGE" >/dev/null
 echo "base image $BASE_IMAGE: $(du -sh "$work/rootfs.tar" | cut -f1)"
+fi
 
 log "2. podman build --isolation=chroot --build-arg NODE_IMAGE=$BASE_IMAGE"
 podman build --isolation=chroot --format docker --network host \
@@ -92,22 +96,21 @@ mount -t proc proc "$mnt/proc"
 psql -q "$PG_ADMIN_URL" -c "create database $DB_NAME"
 database_url="${PG_ADMIN_URL%/*}/$DB_NAME"
 # In the image: its user, its working directory, its environment, plus what an operator passes.
-in_image() {
-  chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}" \
-    DATABASE_URL="$database_url" PORT="$PORT" HOST=127.0.0.1 INTERNAL_API_TOKEN=verify \
-    /bin/sh -c 'cd "$0" && exec "$@"' "$workdir" "$@"
-}
+# (An array, not a function, so that `… &` below execs it and $! is the service's own pid.)
+in_image=(chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}"
+  DATABASE_URL="$database_url" PORT="$PORT" HOST=127.0.0.1 INTERNAL_API_TOKEN=verify
+  /bin/sh -c 'cd "$0" && exec "$@"' "$workdir")
 readyz() { node -e 'fetch(process.argv[1]).then(async (r) => { console.log(r.status, await r.text()); process.exit(r.status === 200 ? 0 : 1) }, (e) => { console.log(e.cause?.code ?? e.message); process.exit(1) })' "http://127.0.0.1:$PORT/readyz"; }
 
-in_image "${cmd[@]}" >"$work/serve-unmigrated.log" 2>&1 &
+"${in_image[@]}" "${cmd[@]}" >"$work/serve-unmigrated.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do readyz >"$work/readyz" && break; grep -q 503 "$work/readyz" && break; sleep 0.2; done
 echo "before migrations, /readyz: $(cat "$work/readyz")"
 grep -q MIGRATIONS_PENDING "$work/readyz" || { echo "expected 503 MIGRATIONS_PENDING"; cat "$work/serve-unmigrated.log"; exit 1; }
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 
-in_image node dist/cli.js migrate
-in_image "${cmd[@]}" >"$work/serve.log" 2>&1 &
+"${in_image[@]}" node dist/cli.js migrate
+"${in_image[@]}" "${cmd[@]}" >"$work/serve.log" 2>&1 &
 server_pid=$!
 ready=""
 for _ in $(seq 1 150); do
@@ -117,13 +120,13 @@ for _ in $(seq 1 150); do
 done
 echo "after migrations, /readyz: $(cat "$work/readyz")"
 [ -n "$ready" ] || { echo "the image's CMD never became ready; its output:"; cat "$work/serve.log"; exit 1; }
-in_image "${healthcheck[@]}" && echo "HEALTHCHECK command: exit 0"
-echo "serving process: $(ps -o user=,args= -p "$server_pid")"
+"${in_image[@]}" "${healthcheck[@]}" && echo "HEALTHCHECK command: exit 0"
+echo "serving process (uid, command): $(ps -o uid=,args= -p "$server_pid" || echo "gone")"
 
 kill -TERM "$server_pid"
 code=0; wait "$server_pid" || code=$?
 server_pid=""
-echo "SIGTERM: exit code $code"
-tail -n 3 "$work/serve.log"
+echo "SIGTERM: exit code $code; the service's last log lines:"
+tail -n 4 "$work/serve.log"
 [ "$code" = 0 ] || exit 1
 log "image verified: built on a local base, its CMD served from its own filesystem as user $user and became ready"
