@@ -112,14 +112,11 @@ export class ServiceMetrics {
  */
 export function instrumentClaims(database: Database, metrics: ServiceMetrics): Database {
   return {
-    kind: database.kind,
-    db: database.db,
+    ...database,
     async query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
       const rows = await database.query<Row>(text, params, name);
       if (name === CLAIM_STATEMENT) metrics.claimBatchSize.observe(rows.length);
       return rows;
     },
-    listen: (channel, onNotify) => database.listen(channel, onNotify),
-    close: () => database.close(),
   };
 }

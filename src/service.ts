@@ -100,7 +100,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.PORT;
     url = `http://127.0.0.1:${port}`;
-    logger.info({ port }, "API listening");
+    logger.info({ port, url, docs: `${url}/docs` }, "API listening");
   }
 
   return {
