@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -103,6 +104,18 @@ describe("embedded PGlite (no DATABASE_URL)", () => {
 
   it("refuses a second process-level open of the same directory", async () => {
     await expect(openDatabase({ pgliteDir: join(dataDir, "pglite") })).rejects.toBeInstanceOf(DataDirInUseError);
+  });
+
+  it("takes over a directory whose pid file is stale: a dead owner, or its own pid from a previous life", { timeout: 120_000 }, async () => {
+    const staleDir = join(dataDir, "stale");
+    mkdirSync(staleDir);
+    const exited = spawnSync(process.execPath, ["-e", ""]);
+    for (const owner of [exited.pid, process.pid]) {
+      writeFileSync(join(staleDir, "webhook-outbox.pid"), String(owner));
+      const database = await openDatabase({ pgliteDir: staleDir });
+      expect(await database.query("select 1 as one")).toEqual([{ one: 1 }]);
+      await database.close();
+    }
   });
 
   it("is ready: the migrations it ran are current", async () => {

@@ -160,18 +160,28 @@ export class DataDirInUseError extends Error {
  */
 function lockDataDir(dataDir: string): () => void {
   const lockFile = join(dataDir, "webhook-outbox.pid");
+  const key = resolve(dataDir);
   for (;;) {
     try {
       writeFileSync(lockFile, String(process.pid), { flag: "wx" });
-      return () => rmSync(lockFile, { force: true });
+      openedHere.add(key);
+      return () => {
+        openedHere.delete(key);
+        rmSync(lockFile, { force: true });
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
     const owner = Number(readFileSync(lockFile, "utf8").trim());
-    if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) throw new DataDirInUseError(dataDir, owner);
+    // Our own pid in the file is a previous life's (a restarted container is pid 1 again) unless we hold it.
+    const held = owner === process.pid ? openedHere.has(key) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
+    if (held) throw new DataDirInUseError(dataDir, owner);
     rmSync(lockFile, { force: true });
   }
 }
+
+/** Data directories this process has open. */
+const openedHere = new Set<string>();
 
 function isAlive(pid: number): boolean {
   try {
