@@ -20,23 +20,23 @@ export const REDACTED_PATHS = [
   "*.token",
 ];
 
-/**
- * JSON lines, always, except on a terminal with pino-pretty installed (a dev dependency: absent
- * from production installs), where a person reads them. Pipes, files and containers get JSON.
- */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const options = { level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  if (!destination && process.stdout.isTTY && prettyAvailable()) {
-    return pino({ ...options, transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l" } } });
-  }
-  return pino(options, destination);
+  return pino({ level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } }, destination ?? defaultDestination());
 }
 
-function prettyAvailable(): boolean {
-  try {
-    createRequire(import.meta.url).resolve("pino-pretty");
-    return true;
-  } catch {
-    return false;
+/**
+ * stdout as JSON lines, except on a terminal with pino-pretty installed (a dev dependency, absent
+ * from production installs), where a person reads them. Pipes, files and containers get JSON.
+ */
+function defaultDestination(): DestinationStream {
+  if (process.stdout.isTTY) {
+    try {
+      // In-process and synchronous (no transport thread); loaded lazily because production lacks it.
+      const pretty = createRequire(import.meta.url)("pino-pretty") as (options: object) => DestinationStream;
+      return pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" });
+    } catch {
+      // not installed: JSON
+    }
   }
+  return pino.destination(1);
 }
