@@ -4,6 +4,9 @@ import { DataDirInUseError, openDatabase } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
 import { startService, type ServiceOptions } from "./service.js";
+import { AppError } from "./errors.js";
+import { redeliver } from "./outbox/redeliver.js";
+import { createApiKey, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
 import { createTenant } from "./tenants/tenant-service.js";
 
 const USAGE = `usage: webhook-outbox <command>
@@ -13,6 +16,21 @@ const USAGE = `usage: webhook-outbox <command>
   api                          run the HTTP API only
   worker                       run a delivery worker only
   tenant create <name> [--json]  create a tenant; prints its API key and signing secret once
+  tenant create-key <tenant> [--json]
+                               add an API key to a tenant (id or name); prints the key once
+  tenant revoke-key <prefix|key>
+                               revoke an API key; it gets 401 from then on
+  tenant list-keys <tenant>    the tenant's key prefixes, with creation and revocation times
+  tenant rotate-secret <tenant> [--json]
+                               new signing secret; the old ones keep signing for SECRET_ROTATION_OVERLAP
+  redeliver <deliveryId>       send a succeeded or failed delivery again (same webhook-id, fresh attempts)
+`;
+
+const TENANT_USAGE = `usage: webhook-outbox tenant create <name> [--json]
+       webhook-outbox tenant create-key <tenant> [--json]
+       webhook-outbox tenant revoke-key <prefix|key>
+       webhook-outbox tenant list-keys <tenant>
+       webhook-outbox tenant rotate-secret <tenant> [--json]
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -41,6 +59,8 @@ async function main(argv: string[]): Promise<number> {
       return runUntilSignal({ config, api: command === "api", worker: command === "worker", migrate: false });
     case "tenant":
       return tenantCommand(config, rest);
+    case "redeliver":
+      return redeliverCommand(config, rest);
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -50,24 +70,87 @@ async function main(argv: string[]): Promise<number> {
 async function tenantCommand(config: Config, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const json = rest.includes("--json");
-  const name = rest.filter((arg) => arg !== "--json").join(" ").trim();
-  if (sub !== "create" || !name) {
-    process.stderr.write(`usage: webhook-outbox tenant create <name> [--json]\n`);
+  const argument = rest.filter((arg) => arg !== "--json").join(" ").trim();
+  if (!sub || !argument) {
+    process.stderr.write(TENANT_USAGE);
     return 2;
   }
-  return withDatabase(config, async (database) => {
-    const tenant = await createTenant(database, name);
-    if (json) {
-      process.stdout.write(`${JSON.stringify(tenant)}\n`);
-    } else {
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  switch (sub) {
+    case "create":
+      return withDatabase(config, async (database) => {
+        const tenant = await createTenant(database, argument);
+        if (json) print(JSON.stringify(tenant));
+        else
+          print(
+            `tenant ${tenant.tenantId} (${argument})\n` +
+              `API key:        ${tenant.apiKey}\n` +
+              `signing secret: ${tenant.signingSecret}\n` +
+              `Both are shown this once only; store them now.`,
+          );
+      });
+    case "create-key":
+      return withDatabase(config, async (database) => {
+        const key = await createApiKey(database, argument);
+        if (json) print(JSON.stringify(key));
+        else print(`API key for tenant ${key.tenantId}: ${key.apiKey}\nShown this once only; revoke it with: tenant revoke-key ${key.prefix}`);
+      });
+    case "revoke-key":
+      return withDatabase(config, async (database) => {
+        const revoked = await revokeApiKey(database, argument);
+        if (json) print(JSON.stringify(revoked));
+        else
+          print(
+            `API key ${revoked.prefix}… of tenant ${revoked.tenantId} ${revoked.alreadyRevoked ? "was already" : "is now"} revoked (${revoked.revokedAt.toISOString()})`,
+          );
+      });
+    case "list-keys":
+      return withDatabase(config, async (database) => {
+        const keys = await listApiKeys(database, argument);
+        if (json) print(JSON.stringify(keys));
+        else for (const key of keys) print(`${key.prefix}…  created ${key.createdAt.toISOString()}  ${key.revokedAt ? `revoked ${key.revokedAt.toISOString()}` : "active"}`);
+      });
+    case "rotate-secret":
+      return withDatabase(config, async (database) => {
+        const rotated = await rotateSigningSecret(database, argument, config.SECRET_ROTATION_OVERLAP);
+        if (json) print(JSON.stringify(rotated));
+        else
+          print(
+            `new signing secret for tenant ${rotated.tenantId}: ${rotated.signingSecret}\n` +
+              `The previous secret keeps signing until ${rotated.previousSecretsExpireAt.toISOString()} ` +
+              `(SECRET_ROTATION_OVERLAP); webhooks carry both signatures until then.\n` +
+              `Shown this once only; store it now.`,
+          );
+      });
+    default:
+      process.stderr.write(TENANT_USAGE);
+      return 2;
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Operator redelivery: any tenant's delivery; a running worker picks it up through NOTIFY. */
+async function redeliverCommand(config: Config, args: string[]): Promise<number> {
+  const [deliveryId, ...extra] = args;
+  if (!deliveryId || extra.length > 0 || !UUID.test(deliveryId)) {
+    process.stderr.write(`usage: webhook-outbox redeliver <deliveryId>   (the delivery's uuid, its webhook-id)\n`);
+    return 2;
+  }
+  let code = 0;
+  await withDatabase(config, async (database) => {
+    try {
+      const delivery = await redeliver(database, deliveryId);
       process.stdout.write(
-        `tenant ${tenant.tenantId} (${name})\n` +
-          `API key:        ${tenant.apiKey}\n` +
-          `signing secret: ${tenant.signingSecret}\n` +
-          `Both are shown this once only; store them now.\n`,
+        `delivery ${delivery.id} queued again: attempts ${delivery.attemptCount + 1}..${delivery.maxAttempts}\n`,
       );
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      process.stderr.write(`${error.code}: ${error.message}\n`);
+      code = 1;
     }
   });
+  return code;
 }
 
 async function withDatabase(
@@ -104,6 +187,7 @@ main(process.argv.slice(2)).then(
     // One line per bad variable, naming it; no stack: nothing is wrong with the code.
     if (error instanceof ConfigError) process.stderr.write(error.problems.map((problem) => `configuration error: ${problem}\n`).join(""));
     else if (error instanceof DataDirInUseError) process.stderr.write(`${error.message}\n`);
+    else if (error instanceof AppError) process.stderr.write(`${error.code}: ${error.message}\n`);
     else process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);
   },

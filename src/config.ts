@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseCidrList } from "./delivery/address-policy.js";
 import { parseDuration, parseSchedule } from "./duration.js";
 
 const duration = (fallback: string) =>
@@ -40,6 +41,32 @@ const optionalText = z
   .optional()
   .transform((value) => (value === undefined || value === "" ? undefined : value));
 
+const cidrList = z
+  .string()
+  .default("")
+  .transform((value, ctx) => {
+    try {
+      parseCidrList(value);
+      return value.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const optionalPositiveInteger = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    if (value === undefined || value.trim() === "") return undefined;
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1 || parsed > 1_000_000) {
+      ctx.addIssue({ code: "custom", message: "must be a whole number from 1 to 1000000, or unset" });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
 /**
  * Every environment variable the service reads, with its default.
  * The README's configuration table is checked against this object by a test.
@@ -63,11 +90,18 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z][A-Za-z0-9-]*-$/, "must look like X-Webhook- (letters, digits, dashes, ending in a dash)")
     .default("X-Webhook-"),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean,
+  WEBHOOK_ALLOWED_CIDRS: cidrList,
+  SECRET_ROTATION_OVERLAP: duration("24h"),
+  API_RATE_LIMIT: optionalPositiveInteger,
   WORKER_CONCURRENCY: integer(64, 1, 10_000),
+  WORKER_HOST_CONCURRENCY: integer(32, 1, 10_000),
   WORKER_BATCH_SIZE: integer(64, 1, 1_000),
   WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
   LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
+  SHUTDOWN_GRACE_MS: integer(10_000, 0, 600_000),
   JOB_TIMEOUT: duration("10m"),
+  DELIVERY_RETENTION: duration("30d"),
+  JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),
 });
 
 const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN"]);

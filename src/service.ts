@@ -4,13 +4,16 @@ import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { openDatabase, probeNotifications, type Database } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
+import type { Resolver } from "./delivery/address-policy.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
+import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { instrumentClaims, ServiceMetrics } from "./metrics.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
+import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
 import type { ApiFlavor } from "./db/schema.js";
 
 export interface ServiceOptions {
@@ -19,6 +22,8 @@ export interface ServiceOptions {
   api: boolean;
   worker: boolean;
   migrate: boolean;
+  /** Host name resolution for the webhook URL policy; tests inject one, production uses the system's. */
+  resolver?: Resolver;
 }
 
 export interface RunningService {
@@ -61,7 +66,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   if (database.kind === "pglite") await announceEmbedded(database, config, logger);
   const metrics = new ServiceMetrics(database, logger);
 
-  const urlPolicy = new UrlPolicy({ allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS });
+  const urlPolicy = new UrlPolicy({
+    allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS,
+    allowedCidrs: config.WEBHOOK_ALLOWED_CIDRS,
+    resolver: options.resolver,
+  });
   const jobService = new JobService({
     database,
     urlPolicy,
@@ -71,13 +80,19 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   let sender: HttpSender | undefined;
   let worker: OutboxWorker | undefined;
+  let retention: RetentionSweeper | undefined;
+  let sweeper: DeadlineSweeper | undefined;
   if (options.worker) {
+    sweeper = new DeadlineSweeper(jobService, config.JOB_SWEEP_INTERVAL_MS, logger.child({ component: "sweeper" }));
+    sweeper.start();
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
       database: instrumentClaims(database, metrics),
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
+      hostConcurrency: config.WORKER_HOST_CONCURRENCY,
+      shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,
@@ -87,12 +102,24 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     });
     await worker.start();
     logger.info({ workerId: worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
+    retention = startRetentionSweeper({
+      database,
+      logger: logger.child({ component: "retention" }),
+      retentionMs: config.DELIVERY_RETENTION,
+    });
   }
 
   let server: ServerType | undefined;
   let url: string | undefined;
   if (options.api) {
-    const app = createApp({ database, jobService, logger, internalApiToken: config.INTERNAL_API_TOKEN, metrics });
+    const app = createApp({
+      database,
+      jobService,
+      logger,
+      internalApiToken: config.INTERNAL_API_TOKEN,
+      apiRateLimit: config.API_RATE_LIMIT,
+      metrics,
+    });
     if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
     server = await new Promise<ServerType>((resolve) => {
       const started = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(started));
@@ -114,6 +141,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         const closing = server;
         await new Promise<void>((resolve) => closing.close(() => resolve()));
       }
+      await retention?.stop();
+      await sweeper?.stop();
       await worker?.stop();
       await sender?.close();
       await database.close();

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, configSchema, loadConfig } from "../src/config.js";
 import { spawnCli } from "./support/processes.js";
 
-/** The rows of the README's "## Configuration" table: variable → default as written ("unset" = none). */
+/** The rows of the README's "## Configuration" table: variable → default as written ("unset" = none, "empty" = ""). */
 function readmeConfigTable(): Map<string, string> {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
   const section = readme.split(/^## Configuration\s*$/m)[1]?.split(/^## /m)[0] ?? "";
@@ -30,7 +30,8 @@ describe("the README configuration table", () => {
         expect(defaults[key], `${name} has no default`).toBeUndefined();
       } else {
         // The written default, parsed as if it were set, must equal what an unset variable becomes.
-        expect(configSchema.parse({ [name]: written })[key], `${name} defaults to ${written}`).toEqual(defaults[key]);
+        const value = written === "empty" ? "" : written;
+        expect(configSchema.parse({ [name]: value })[key], `${name} defaults to ${written}`).toEqual(defaults[key]);
       }
     }
   });

@@ -6,6 +6,8 @@ import { hang, ok, Receiver, status } from "./support/receiver.js";
 
 let testDb: TestDatabase;
 let harness: Harness;
+/** Creates jobs whose deliveries freeze a 300 ms timeout, for the hanging receiver. */
+let impatient: Harness;
 let receiver: Receiver;
 
 // Short, distinct delays so the schedule can be read back from the attempt rows.
@@ -13,12 +15,14 @@ const RETRY_DELAYS = [0, 150, 300];
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
-  harness = await startHarness(testDb, { WEBHOOK_RETRY_DELAYS: RETRY_DELAYS, WEBHOOK_TIMEOUT_MS: 300 });
+  harness = await startHarness(testDb, { WEBHOOK_RETRY_DELAYS: RETRY_DELAYS });
+  impatient = await startHarness(testDb, { WEBHOOK_RETRY_DELAYS: RETRY_DELAYS, WEBHOOK_TIMEOUT_MS: 300 }, { worker: false });
   receiver = await Receiver.start();
 });
 
 afterAll(async () => {
   await harness?.stop();
+  await impatient?.stop();
   await receiver?.close();
   await testDb?.drop();
 });
@@ -107,13 +111,17 @@ describe("the retry schedule", () => {
   });
 
   it("records a receiver that never answers as a timeout, and retries it", async () => {
-    receiver.respondWith(hang, ok);
-    const jobId = await completedJob();
-    const delivery = await eventually(() => finishedDelivery(testDb.database, jobId, "succeeded"));
+    receiver.respondWith(hang);
+    const created = await impatient.api.post("/api/v1/generate", { prompt: "hang", webhookUrl: receiver.url });
+    await impatient.api.finishJob(created.body.jobId, 1, "completed");
+    const delivery = await eventually(() => finishedDelivery(testDb.database, created.body.jobId, "failed"));
     const attempts = await attemptsOf(testDb.database, delivery.id);
-    expect(attempts[0]).toMatchObject({ outcome: "retry", error_kind: "timeout", response_status: null });
+    expect(attempts.map((a) => [a.outcome, a.error_kind, a.response_status])).toEqual([
+      ["retry", "timeout", null],
+      ["retry", "timeout", null],
+      ["failed", "timeout", null],
+    ]);
     expect(attempts[0]?.error_message).toContain("300 ms");
-    expect(attempts[1]).toMatchObject({ outcome: "succeeded" });
   });
 
   it("records a refused connection as a connect error", async () => {

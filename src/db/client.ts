@@ -39,9 +39,19 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 }
 
 function openPostgres(url: string, options: DatabaseOptions): Database {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    // A cut connection must fail fast rather than hang the claim loop or a request.
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 60_000,
+    keepAlive: true,
+  });
   // An idle client that loses its connection emits here; without a listener the process would crash.
   pool.on("error", (error) => options.onError?.(error));
+  // A checked-out client (inside a transaction) has no pool listener: a cut connection would crash
+  // the process. Its queries still fail and the pool drops it on release.
+  pool.on("connect", (client) => client.on("error", (error) => options.onError?.(error)));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     kind: "postgres",
@@ -68,7 +78,7 @@ async function listenPostgres(
 
   const connect = async (): Promise<void> => {
     if (stopped) return;
-    const next = new pg.Client({ connectionString: url });
+    const next = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, keepAlive: true });
     next.on("notification", () => onNotify());
     next.on("error", (error) => {
       onError?.(error);
@@ -92,8 +102,14 @@ async function listenPostgres(
 
   function scheduleReconnect(): void {
     if (stopped || retryTimer) return;
-    client?.removeAllListeners();
+    const stale = client;
     client = undefined;
+    if (stale) {
+      stale.removeAllListeners();
+      // A dead client may still emit an error; an unhandled one would crash the process.
+      stale.on("error", () => undefined);
+      void stale.end().catch(() => undefined);
+    }
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       void connect();

@@ -15,6 +15,7 @@ import {
   timestamp,
   unique,
   uuid,
+  varchar,
 } from "drizzle-orm/pg-core";
 
 export const JOB_STATUSES = ["queued", "processing", "completed", "partial", "failed"] as const;
@@ -187,6 +188,15 @@ export const webhookDeliveries = pgTable(
       .on(t.nextAttemptAt)
       .where(sql`${t.status} in ('pending', 'delivering')`),
     index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
+    // GET /api/v1/deliveries?status=failed (the polling safety net). Partial, so the claim loop's
+    // updates of open rows never touch it; other statuses are served by ..._tenant_created_idx.
+    index("webhook_deliveries_tenant_failed_idx")
+      .on(t.tenantId, t.createdAt.desc(), t.id.desc())
+      .where(sql`${t.status} = 'failed'`),
+    // Audit "failed in the last hour" and retention's "finished before the cutoff": finished rows only.
+    index("webhook_deliveries_finished_idx")
+      .on(t.status, t.finishedAt)
+      .where(sql`${t.finishedAt} is not null`),
   ],
 );
 
@@ -222,6 +232,17 @@ export const webhookDeliveryAttempts = pgTable(
     index("webhook_delivery_attempts_started_idx").on(t.startedAt),
   ],
 );
+
+/**
+ * rate-limiter-flexible's Postgres store (src/http/rate-limit.ts): one row per API key and window.
+ * The library writes it positionally, so the column order is part of its contract. `expire` is
+ * epoch milliseconds.
+ */
+export const apiRateLimits = pgTable("api_rate_limits", {
+  key: varchar("key", { length: 255 }).primaryKey(),
+  points: integer("points").notNull().default(0),
+  expire: bigint("expire", { mode: "number" }),
+});
 
 /** One row per delivery with its latest attempt and its job: the starting point for ad-hoc audit SQL. */
 export const deliveryAudit = pgView("delivery_audit", {

@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import type { ErrorKind } from "../db/schema.js";
 import { parseRetryAfter, type AttemptResult } from "./outcome.js";
+import { pinnedLookup } from "./pinned-lookup.js";
 import { UrlRejectedError, type UrlPolicy } from "./url-policy.js";
 
 export interface OutgoingRequest {
@@ -9,6 +10,8 @@ export interface OutgoingRequest {
   headers: Record<string, string>;
   timeoutMs: number;
   connectTimeoutMs: number;
+  /** Aborts the attempt from outside (worker shutdown). */
+  signal?: AbortSignal | undefined;
 }
 
 export const RESPONSE_READ_CAP_BYTES = 64 * 1024;
@@ -19,11 +22,18 @@ const USER_AGENT = "webhook-outbox/0.1";
  * Sends one attempt. Keeps one keep-alive agent per connect timeout, never follows redirects,
  * reads at most 64 KiB of the answer and keeps a 1 KiB excerpt. Never throws: every failure
  * becomes an AttemptResult with an error kind.
+ *
+ * Address policy at send time: `parse` re-checks the URL's form and an IP-literal host (no lookup
+ * happens for those); a host name is resolved and vetted inside the agents' `connect.lookup`
+ * hook, so the socket opens to exactly the addresses that were vetted.
  */
 export class HttpSender {
   private readonly agents = new Map<number, Agent>();
+  private readonly lookup: ReturnType<typeof pinnedLookup>;
 
-  constructor(private readonly urlPolicy: UrlPolicy) {}
+  constructor(private readonly urlPolicy: UrlPolicy) {
+    this.lookup = pinnedLookup(urlPolicy);
+  }
 
   async send(outgoing: OutgoingRequest): Promise<AttemptResult> {
     const startedAt = new Date();
@@ -36,19 +46,14 @@ export class HttpSender {
     });
 
     try {
-      await this.urlPolicy.check(outgoing.url);
+      this.urlPolicy.parse(outgoing.url);
     } catch (error) {
-      if (error instanceof UrlRejectedError) {
-        return finish({
-          responseStatus: null,
-          responseBodyExcerpt: null,
-          error: { kind: "blocked_address", message: error.message },
-        });
-      }
+      if (error instanceof UrlRejectedError) return finish(blocked(error));
       throw error;
     }
 
-    const signal = AbortSignal.timeout(outgoing.timeoutMs);
+    const timeout = AbortSignal.timeout(outgoing.timeoutMs);
+    const signal = outgoing.signal ? AbortSignal.any([timeout, outgoing.signal]) : timeout;
     try {
       const response = await request(outgoing.url, {
         method: "POST",
@@ -66,8 +71,13 @@ export class HttpSender {
         error: null,
       });
     } catch (error) {
-      const kind = signal.aborted ? "timeout" : errorKind(error);
-      const message = signal.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
+      if (outgoing.signal?.aborted) {
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
+      }
+      const rejection = rejectionIn(error);
+      if (rejection) return finish(blocked(rejection));
+      const kind = timeout.aborted ? "timeout" : errorKind(error);
+      const message = timeout.aborted ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
       return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind, message } });
     }
   }
@@ -81,7 +91,7 @@ export class HttpSender {
     let agent = this.agents.get(connectTimeoutMs);
     if (!agent) {
       agent = new Agent({
-        connect: { timeout: connectTimeoutMs },
+        connect: { timeout: connectTimeoutMs, lookup: this.lookup },
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,
       });
@@ -89,6 +99,19 @@ export class HttpSender {
     }
     return agent;
   }
+}
+
+function blocked(error: UrlRejectedError): Omit<AttemptResult, "startedAt" | "finishedAt" | "durationMs"> {
+  return { responseStatus: null, responseBodyExcerpt: null, error: { kind: "blocked_address", message: error.message } };
+}
+
+/** The policy's refusal raised inside the lookup hook, however undici wrapped it. */
+function rejectionIn(error: unknown): UrlRejectedError | undefined {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (current instanceof UrlRejectedError) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 /** Reads up to the cap, then drops the connection rather than drain an endless answer. */
@@ -131,7 +154,6 @@ function errorKind(error: unknown): ErrorKind {
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return "dns";
   if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|EPROTO$)/.test(code)) return "tls";
   if (/^(ECONN|EHOST|ENET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED)/.test(code)) return "connect";
-  if (error instanceof UrlRejectedError) return "blocked_address";
   return "other";
 }
 

@@ -1,10 +1,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import type { Database } from "../db/client.js";
+import { apiKeyPrefix } from "../tenants/credentials.js";
 import { authenticateApiKey } from "../tenants/tenant-service.js";
 import { sendError } from "./errors.js";
 
-export type AppEnv = { Variables: { tenantId: string } };
+/** Set by apiKeyAuth: the caller's tenant, and the visible prefix of the key used (the rate-limit key). */
+export type AppEnv = { Variables: { tenantId: string; apiKeyPrefix: string } };
 
 function bearer(header: string | undefined): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
@@ -19,6 +21,7 @@ export function apiKeyAuth(database: Database): MiddlewareHandler<AppEnv> {
     const tenantId = await authenticateApiKey(database, key);
     if (!tenantId) return sendError(c, 401, "UNAUTHORIZED", "invalid or revoked API key");
     c.set("tenantId", tenantId);
+    c.set("apiKeyPrefix", apiKeyPrefix(key));
     await next();
   };
 }

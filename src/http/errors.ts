@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import type { ZodError } from "zod";
+import { isDatabaseUnavailable } from "../db/errors.js";
 import { AppError } from "../errors.js";
 
 export interface ErrorBody {
@@ -38,6 +39,11 @@ export function errorHandler(logger: Logger) {
       if (error.message.startsWith("Malformed JSON")) return sendError(c, 400, "INVALID_JSON", "the body is not valid JSON");
       const status = error.status as ContentfulStatusCode;
       return sendError(c, status, status === 413 ? "PAYLOAD_TOO_LARGE" : "HTTP_ERROR", error.message || "request refused");
+    }
+    if (isDatabaseUnavailable(error)) {
+      logger.warn({ err: error, requestId: c.get("requestId"), method: c.req.method, path: c.req.path }, "database unavailable");
+      c.header("Retry-After", "1");
+      return sendError(c, 503, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly");
     }
     logger.error({ err: error, requestId: c.get("requestId"), method: c.req.method, path: c.req.path }, "unhandled error");
     return sendError(c, 500, "INTERNAL_ERROR", "internal error");

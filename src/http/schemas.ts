@@ -14,8 +14,12 @@ export const ErrorSchema = z
   })
   .openapi("Error");
 
-const prompt = z.string().trim().min(1).max(MAX_PROMPT_LENGTH);
-const webhookUrl = z.string().max(MAX_URL_LENGTH);
+/** Postgres text cannot hold NUL: refusing it here keeps a hostile body a 400, not a failed insert. */
+const storable = (schema: z.ZodString) =>
+  schema.refine((value) => !value.includes("\u0000"), { message: "must not contain NUL characters" });
+
+const prompt = storable(z.string().trim().min(1).max(MAX_PROMPT_LENGTH));
+const webhookUrl = storable(z.string().max(MAX_URL_LENGTH));
 
 export const GenerateRequestSchema = z
   .strictObject({
@@ -74,9 +78,11 @@ export const ProjectParamSchema = z.object({
 export const ProjectUpdateSchema = z
   .strictObject({
     status: z.enum(["processing", "completed", "failed"]),
-    videoUrl: z.string().url().max(MAX_URL_LENGTH).optional(),
+    videoUrl: storable(z.string().url().max(MAX_URL_LENGTH)).optional(),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    error: z.strictObject({ code: z.string().min(1).max(100), message: z.string().max(1000).optional() }).optional(),
+    error: z
+      .strictObject({ code: storable(z.string().min(1).max(100)), message: storable(z.string().max(1000)).optional() })
+      .optional(),
   })
   .refine((update) => update.status !== "completed" || update.videoUrl !== undefined, {
     message: "a completed project needs videoUrl",

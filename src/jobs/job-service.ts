@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gte, inArray, lt, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, lt, lte, or, sql } from "drizzle-orm";
 import type { Database, Tx } from "../db/client.js";
 import { jobProjects, jobs, type ApiFlavor, type JobStatus, type ProjectStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
@@ -49,6 +49,8 @@ export interface JobListQuery {
 }
 
 type JobRow = typeof jobs.$inferSelect;
+
+export const TIMEOUT_CODE = "TIMEOUT";
 type ProjectRow = typeof jobProjects.$inferSelect;
 
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
@@ -156,6 +158,44 @@ export class JobService {
       if (!updated) throw new Error("project update returned no row");
       const nextProjects = projects.map((candidate) => (candidate.index === index ? updated : candidate));
       return this.settleJob(tx, job, nextProjects);
+    });
+  }
+
+  /**
+   * Fails jobs past their deadline: open projects get TIMEOUT and each job settles (failed or
+   * partial) with its webhook, all in one transaction. SKIP LOCKED lets several sweepers run at
+   * once; a job another sweeper or a project report holds is simply left for the next sweep.
+   */
+  async failOverdue(limit = 100): Promise<number> {
+    const { db } = this.options.database;
+    return db.transaction(async (tx) => {
+      const overdue = await tx
+        .select()
+        .from(jobs)
+        .where(and(inArray(jobs.status, ["queued", "processing"]), lte(jobs.deadlineAt, sql`now()`)))
+        .orderBy(asc(jobs.deadlineAt))
+        .limit(limit)
+        .for("update", { skipLocked: true });
+      if (overdue.length === 0) return 0;
+      const ids = overdue.map((job) => job.id);
+      await tx
+        .update(jobProjects)
+        .set({
+          status: "failed",
+          errorCode: TIMEOUT_CODE,
+          errorMessage: `generation did not finish within ${Math.round(this.options.jobTimeoutMs / 1000)} s`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(inArray(jobProjects.jobId, ids), inArray(jobProjects.status, ["queued", "processing"])));
+      const projects = await this.projectsOf(tx, ids);
+      for (const job of overdue) {
+        await this.settleJob(
+          tx,
+          job,
+          projects.filter((project) => project.jobId === job.id),
+        );
+      }
+      return overdue.length;
     });
   }
 

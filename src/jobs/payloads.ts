@@ -23,7 +23,7 @@ export const JOB_COMPLETED_EVENT = "job.completed";
 
 /** The webhook body of a terminal job, in the wire contract of the surface that created it. */
 export function buildWebhookPayload(job: JobSnapshot, projects: ProjectSnapshot[]): Record<string, unknown> {
-  return job.apiFlavor === "veo3" ? veoPayload(job, projects) : nouvelPayload(job, projects);
+  return job.apiFlavor === "veo3" ? veoGeneration(job, projects) : nouvelPayload(job, projects);
 }
 
 function nouvelPayload(job: JobSnapshot, projects: ProjectSnapshot[]): Record<string, unknown> {
@@ -46,18 +46,31 @@ function nouvelPayload(job: JobSnapshot, projects: ProjectSnapshot[]): Record<st
   };
 }
 
-function veoPayload(job: JobSnapshot, projects: ProjectSnapshot[]): Record<string, unknown> {
+/** A Veo3 generation's status as its surface reports it: `pending` until the backend picks it up. */
+export type VeoStatus = "pending" | "processing" | "completed" | "failed";
+
+function veoStatus(status: JobStatus): VeoStatus {
+  if (status === "queued") return "pending";
+  if (status === "processing") return "processing";
+  return status === "completed" ? "completed" : "failed";
+}
+
+/**
+ * A Veo3 generation in the seed document's shape: the webhook body once terminal, and the
+ * status endpoint's body at any time. A generation is one project, so `partial` cannot occur.
+ */
+export function veoGeneration(job: JobSnapshot, projects: ProjectSnapshot[]) {
   const project = projects[0];
-  const failed = job.status !== "completed";
+  const status = veoStatus(job.status);
   return {
     generation_id: job.id,
-    status: failed ? "failed" : "completed",
+    status,
     prompt: job.prompt,
-    video_url: failed ? null : (project?.videoUrl ?? null),
+    video_url: status === "completed" ? (project?.videoUrl ?? null) : null,
     created_at: veoTimestamp(job.createdAt),
     completed_at: job.completedAt ? veoTimestamp(job.completedAt) : null,
     seed: project?.seed ?? null,
-    error: failed ? { message: project?.errorCode ?? "GENERATION_FAILED", details: {} } : null,
+    error: status === "failed" ? { message: project?.errorCode ?? "GENERATION_FAILED", details: {} } : null,
   };
 }
 

@@ -23,11 +23,20 @@ export interface ClaimedDelivery {
   secrets: string[] | null;
 }
 
+/** scheme://AUTHORITY/…: the destination a per-host cap counts. The same pattern runs in SQL and in JS. */
+const URL_AUTHORITY_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)";
+const URL_AUTHORITY = new RegExp(URL_AUTHORITY_PATTERN);
+
+export function urlAuthority(url: string): string {
+  return URL_AUTHORITY.exec(url)?.[1] ?? "";
+}
+
 const CLAIM_SQL = `
 with due as (
   select id, status as previous_status, locked_by as previous_owner, locked_until as previous_lease_end
   from webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
+    and not (substring(url from '${URL_AUTHORITY_PATTERN}') = any($4::text[]))
   order by next_attempt_at
   limit $2
   for update skip locked
@@ -77,20 +86,27 @@ select c.id, c.tenant_id, c.url, c.body, c.attempt_count, c.max_attempts, c.retr
         where s.tenant_id = c.tenant_id and (s.expires_at is null or s.expires_at > now())) as secrets
 from claimed c`;
 
+/** Claims up to `limit` due deliveries, skipping destinations this worker already has at its cap. */
 export async function claimDue(
   database: Database,
   workerId: string,
   limit: number,
   leaseMarginMs: number,
+  saturatedAuthorities: string[] = [],
 ): Promise<ClaimedDelivery[]> {
-  return database.query<ClaimedDelivery>(CLAIM_SQL, [workerId, limit, leaseMarginMs], "outbox_claim");
+  return database.query<ClaimedDelivery>(
+    CLAIM_SQL,
+    [workerId, limit, leaseMarginMs, saturatedAuthorities],
+    "outbox_claim",
+  );
 }
 
 export interface AttemptRecord {
   deliveryId: string;
   attemptNumber: number;
-  outcome: Exclude<AttemptOutcome, "interrupted">;
-  /** For outcome "retry": how long until the next attempt is due. */
+  outcome: AttemptOutcome;
+  /** Where the delivery goes next: pending (due after retryDelayMs), succeeded or failed. */
+  deliveryStatus: "pending" | "succeeded" | "failed";
   retryDelayMs: number | null;
   responseStatus: number | null;
   responseBodyExcerpt: string | null;
@@ -104,21 +120,21 @@ export interface AttemptRecord {
 const RECORD_SQL = `
 with result as (
   select *
-  from unnest($2::uuid[], $3::int[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[],
-              $10::timestamptz[], $11::timestamptz[], $12::int[])
-    as r(id, attempt_number, outcome, retry_delay_ms, response_status, response_body_excerpt, error_kind,
-         error_message, started_at, finished_at, duration_ms)
+  from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[], $9::text[],
+              $10::text[], $11::timestamptz[], $12::timestamptz[], $13::int[])
+    as r(id, attempt_number, outcome, delivery_status, retry_delay_ms, response_status, response_body_excerpt,
+         error_kind, error_message, started_at, finished_at, duration_ms)
 ),
 settled as (
   -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
   update webhook_deliveries d
-  set status = case r.outcome when 'retry' then 'pending' else r.outcome end,
-      next_attempt_at = case when r.outcome = 'retry' then now() + r.retry_delay_ms * interval '1 millisecond' end,
+  set status = r.delivery_status,
+      next_attempt_at = case when r.delivery_status = 'pending' then now() + r.retry_delay_ms * interval '1 millisecond' end,
       locked_by = null,
       locked_until = null,
       last_response_status = r.response_status,
       last_error = r.error_message,
-      finished_at = case when r.outcome = 'retry' then null else now() end
+      finished_at = case when r.delivery_status = 'pending' then null else now() end
   from result r
   where d.id = r.id and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
   returning d.id
@@ -143,6 +159,7 @@ export async function recordAttempts(database: Database, workerId: string, recor
       column((r) => r.deliveryId),
       column((r) => r.attemptNumber),
       column((r) => r.outcome),
+      column((r) => r.deliveryStatus),
       column((r) => r.retryDelayMs),
       column((r) => r.responseStatus),
       column((r) => r.responseBodyExcerpt),

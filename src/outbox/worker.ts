@@ -5,7 +5,14 @@ import type { Database, Unlisten } from "../db/client.js";
 import type { HttpSender } from "../delivery/http-sender.js";
 import { classifyAttempt, type AttemptResult } from "../delivery/outcome.js";
 import { signatureHeaders } from "../delivery/signing.js";
-import { claimDue, recordAttempts, type AttemptRecord, type ClaimedDelivery } from "./claim-sql.js";
+import {
+  claimDue,
+  recordAttempts,
+  releaseClaims,
+  urlAuthority,
+  type AttemptRecord,
+  type ClaimedDelivery,
+} from "./claim-sql.js";
 import { OUTBOX_CHANNEL } from "./enqueue.js";
 import { nextAfterFailure } from "./policy.js";
 
@@ -16,16 +23,22 @@ export interface WorkerOptions {
   workerId?: string;
   /** Attempts in flight at once in this process. */
   concurrency: number;
+  /** Attempts in flight at once to one destination (scheme://HOST:PORT) in this process. */
+  hostConcurrency: number;
   /** Most deliveries claimed per round trip. */
   batchSize: number;
-  /** Fallback when no NOTIFY arrives (and the only wake-up on a database without LISTEN). */
+  /** Fallback when no NOTIFY arrives. */
   pollIntervalMs: number;
   /** Added to each delivery's request timeout to form its lease. */
   leaseMarginMs: number;
   retryAfterCapMs: number;
   headerPrefix: string;
+  /** How long stop() lets attempts in flight finish before aborting them. */
+  shutdownGraceMs: number;
   /** Called once per recorded attempt; metrics hang here. */
   onAttempt?: (record: AttemptRecord) => void;
+  /** Called after each claim with the number of deliveries claimed. */
+  onClaim?: (count: number) => void;
 }
 
 /**
@@ -37,6 +50,8 @@ export class OutboxWorker {
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private inFlight = 0;
+  private readonly perHost = new Map<string, number>();
+  private readonly aborts = new Set<AbortController>();
   private wakeRequested = false;
   private wake: (() => void) | undefined;
   private unlisten: Unlisten | undefined;
@@ -56,7 +71,10 @@ export class OutboxWorker {
     this.loopDone = this.loop();
   }
 
-  /** Stops claiming, waits for attempts in flight and their records, then returns. */
+  /**
+   * Stops claiming; lets attempts in flight finish within the grace period, then aborts the rest
+   * (recorded as interrupted and due again at once); waits for their records, then returns.
+   */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
@@ -64,9 +82,15 @@ export class OutboxWorker {
     await this.loopDone;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
-    await this.unlisten?.();
-    while (this.inFlight > 0 || this.results.length > 0 || this.flushing) {
-      await (this.flushing ?? this.idle(50));
+    await this.unlisten?.().catch(() => undefined);
+    const graceEnds = Date.now() + this.options.shutdownGraceMs;
+    while (this.inFlight > 0 && Date.now() < graceEnds) await this.sleep(20);
+    for (const controller of this.aborts) controller.abort();
+    // Records are written while the database answers; a lost one is recovered through its lease.
+    const flushEnds = Date.now() + Math.max(this.options.shutdownGraceMs, 1_000);
+    while ((this.inFlight > 0 || this.results.length > 0) && Date.now() < flushEnds) await this.sleep(20);
+    if (this.inFlight > 0) {
+      this.options.logger.warn({ unrecorded: this.inFlight }, "stopped with unrecorded attempts; their leases will return them to the queue");
     }
   }
 
@@ -86,7 +110,7 @@ export class OutboxWorker {
       const limit = Math.min(free, this.options.batchSize);
       let claimed: ClaimedDelivery[];
       try {
-        claimed = await claimDue(this.options.database, this.workerId, limit, this.options.leaseMarginMs);
+        claimed = await claimDue(this.options.database, this.workerId, limit, this.options.leaseMarginMs, this.saturatedHosts());
         this.dbBackoffMs = 0;
       } catch (error) {
         this.dbBackoffMs = Math.min(Math.max(this.dbBackoffMs * 2, 100), 5_000);
@@ -94,12 +118,57 @@ export class OutboxWorker {
         await this.idle(this.dbBackoffMs);
         continue;
       }
-      for (const delivery of claimed) this.startAttempt(delivery);
+      this.options.onClaim?.(claimed.length);
+      const overCap = this.startAll(claimed);
+      if (overCap.length > 0) await this.release(overCap);
       if (claimed.length < limit) await this.idle(this.options.pollIntervalMs);
     }
   }
 
-  /** Waits for a poke, a freed slot or the timeout, whichever comes first. */
+  /** Starts each claimed delivery whose destination has room; returns the ids of the others. */
+  private startAll(claimed: ClaimedDelivery[]): string[] {
+    const overCap: string[] = [];
+    for (const delivery of claimed) {
+      const host = urlAuthority(delivery.url);
+      const busy = this.perHost.get(host) ?? 0;
+      if (busy >= this.options.hostConcurrency || !this.running) {
+        overCap.push(delivery.id);
+        continue;
+      }
+      this.perHost.set(host, busy + 1);
+      this.inFlight++;
+      void this.attempt(delivery)
+        .then((record) => this.queueRecord(record))
+        .catch((error: unknown) => {
+          // Only a bug lands here; the lease returns the delivery to the queue.
+          this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+          this.inFlight--;
+        })
+        .finally(() => this.releaseHost(host));
+    }
+    return overCap;
+  }
+
+  private releaseHost(host: string): void {
+    const busy = (this.perHost.get(host) ?? 1) - 1;
+    if (busy <= 0) this.perHost.delete(host);
+    else this.perHost.set(host, busy);
+  }
+
+  private saturatedHosts(): string[] {
+    return [...this.perHost].filter(([, busy]) => busy >= this.options.hostConcurrency).map(([host]) => host);
+  }
+
+  /** Gives back claims this worker will not start, without spending their attempt. */
+  private async release(deliveryIds: string[]): Promise<void> {
+    try {
+      await releaseClaims(this.options.database, this.workerId, deliveryIds);
+    } catch (error) {
+      this.options.logger.warn({ err: error, count: deliveryIds.length }, "release failed; the leases will expire");
+    }
+  }
+
+  /** Waits for a poke or the timeout, whichever comes first. */
   private idle(timeoutMs: number): Promise<void> {
     if (this.wakeRequested) {
       this.wakeRequested = false;
@@ -107,8 +176,7 @@ export class OutboxWorker {
     }
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, timeoutMs);
-      const wake = done;
-      this.wake = wake;
+      this.wake = done;
       function done() {
         clearTimeout(timer);
         resolve();
@@ -119,62 +187,21 @@ export class OutboxWorker {
     });
   }
 
-  private startAttempt(delivery: ClaimedDelivery): void {
-    this.inFlight++;
-    void this.attempt(delivery)
-      .then((record) => this.queueRecord(record))
-      .catch((error: unknown) => {
-        // Only a bug lands here; the lease returns the delivery to the queue.
-        this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
-        this.inFlight--;
-      });
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
   private async attempt(delivery: ClaimedDelivery): Promise<AttemptRecord> {
-    const secrets = delivery.secrets ?? [];
-    const result: AttemptResult =
-      secrets.length === 0
-        ? noSecretResult()
-        : await this.options.sender.send({
-            url: delivery.url,
-            body: delivery.body,
-            headers: signatureHeaders({
-              id: delivery.id,
-              timestamp: Math.floor(Date.now() / 1000),
-              body: delivery.body,
-              secrets,
-              attemptNumber: delivery.attempt_count,
-              headerPrefix: this.options.headerPrefix,
-            }),
-            timeoutMs: delivery.timeout_ms,
-            connectTimeoutMs: delivery.connect_timeout_ms,
-          });
-    const classification = classifyAttempt(result);
-    const decision =
-      classification.disposition === "succeeded"
-        ? ({ outcome: "succeeded" } as const)
-        : nextAfterFailure({
-            attemptNumber: delivery.attempt_count,
-            maxAttempts: delivery.max_attempts,
-            retryDelaysMs: delivery.retry_delays_ms,
-            retryable: classification.disposition === "retryable",
-            retryAfterMs: classification.retryAfterMs,
-            retryAfterCapMs: this.options.retryAfterCapMs,
-          });
-    const record: AttemptRecord = {
-      deliveryId: delivery.id,
-      attemptNumber: delivery.attempt_count,
-      outcome: decision.outcome,
-      retryDelayMs: decision.outcome === "retry" ? decision.delayMs : null,
-      responseStatus: result.responseStatus,
-      responseBodyExcerpt: result.responseBodyExcerpt,
-      errorKind: classification.errorKind,
-      errorMessage: classification.errorMessage,
-      startedAt: result.startedAt,
-      finishedAt: result.finishedAt,
-      durationMs: result.durationMs,
-    };
-    this.options.logger[decision.outcome === "succeeded" ? "debug" : "info"](
+    const abort = new AbortController();
+    this.aborts.add(abort);
+    let result: AttemptResult;
+    try {
+      result = await this.send(delivery, abort.signal);
+    } finally {
+      this.aborts.delete(abort);
+    }
+    const record = abort.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
+    this.options.logger[record.outcome === "succeeded" ? "debug" : "info"](
       {
         deliveryId: delivery.id,
         attempt: record.attemptNumber,
@@ -188,6 +215,63 @@ export class OutboxWorker {
     return record;
   }
 
+  private send(delivery: ClaimedDelivery, signal: AbortSignal): Promise<AttemptResult> {
+    const secrets = delivery.secrets ?? [];
+    if (secrets.length === 0) return Promise.resolve(noSecretResult());
+    return this.options.sender.send({
+      url: delivery.url,
+      body: delivery.body,
+      headers: signatureHeaders({
+        id: delivery.id,
+        timestamp: Math.floor(Date.now() / 1000),
+        body: delivery.body,
+        secrets,
+        attemptNumber: delivery.attempt_count,
+        headerPrefix: this.options.headerPrefix,
+      }),
+      timeoutMs: delivery.timeout_ms,
+      connectTimeoutMs: delivery.connect_timeout_ms,
+      signal,
+    });
+  }
+
+  /** Applies the outcome rules and the delivery's frozen retry schedule. */
+  private decide(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
+    const classification = classifyAttempt(result);
+    const decision =
+      classification.disposition === "succeeded"
+        ? ({ outcome: "succeeded" } as const)
+        : nextAfterFailure({
+            attemptNumber: delivery.attempt_count,
+            maxAttempts: delivery.max_attempts,
+            retryDelaysMs: delivery.retry_delays_ms,
+            retryable: classification.disposition === "retryable",
+            retryAfterMs: classification.retryAfterMs,
+            retryAfterCapMs: this.options.retryAfterCapMs,
+          });
+    return {
+      ...resultColumns(delivery, result),
+      outcome: decision.outcome,
+      deliveryStatus: decision.outcome === "retry" ? "pending" : decision.outcome,
+      retryDelayMs: decision.outcome === "retry" ? decision.delayMs : null,
+      errorKind: classification.errorKind,
+      errorMessage: classification.errorMessage,
+    };
+  }
+
+  /** An attempt cut short by shutdown counts as an attempt; the delivery is due again at once. */
+  private interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
+    const attemptsLeft = delivery.attempt_count < delivery.max_attempts;
+    return {
+      ...resultColumns(delivery, result),
+      outcome: "interrupted",
+      deliveryStatus: attemptsLeft ? "pending" : "failed",
+      retryDelayMs: attemptsLeft ? 0 : null,
+      errorKind: "other",
+      errorMessage: "aborted: the worker shut down before the receiver answered",
+    };
+  }
+
   private queueRecord(record: AttemptRecord): void {
     this.results.push(record);
     if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = undefined));
@@ -199,29 +283,53 @@ export class OutboxWorker {
     while (this.results.length > 0) {
       const batch = this.results.splice(0, this.results.length);
       try {
-        const owned = new Set(await recordAttempts(this.options.database, this.workerId, batch));
-        for (const record of batch) {
-          if (!owned.has(record.deliveryId)) {
-            this.options.logger.warn(
-              { deliveryId: record.deliveryId, attempt: record.attemptNumber },
-              "attempt result not recorded: the lease had expired and the delivery was claimed again",
-            );
-          } else {
-            this.options.onAttempt?.(record);
-            if (record.outcome === "retry" && record.retryDelayMs !== null) this.wakeAt(record.retryDelayMs);
-          }
-        }
-        this.inFlight -= batch.length;
-        this.poke();
+        this.settled(batch, await recordAttempts(this.options.database, this.workerId, batch));
         backoffMs = 50;
       } catch (error) {
+        if (isDataError(error)) {
+          await this.recordOneByOne(batch);
+          continue;
+        }
         // The database is unreachable: keep the results and try again; the claim guard makes a late write harmless.
         this.results.unshift(...batch);
         this.options.logger.error({ err: error, pending: this.results.length, retryInMs: backoffMs }, "recording failed");
-        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        await this.sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, 5_000);
       }
     }
+  }
+
+  /** One bad row must not block a batch: isolate it, log it, and let its lease bring it back. */
+  private async recordOneByOne(batch: AttemptRecord[]): Promise<void> {
+    for (const record of batch) {
+      try {
+        this.settled([record], await recordAttempts(this.options.database, this.workerId, [record]));
+      } catch (error) {
+        if (!isDataError(error)) {
+          this.results.unshift(record);
+          continue;
+        }
+        this.options.logger.error({ err: error, deliveryId: record.deliveryId }, "attempt could not be recorded");
+        this.settled([record], []);
+      }
+    }
+  }
+
+  private settled(batch: AttemptRecord[], ownedIds: string[]): void {
+    const owned = new Set(ownedIds);
+    for (const record of batch) {
+      if (!owned.has(record.deliveryId)) {
+        this.options.logger.warn(
+          { deliveryId: record.deliveryId, attempt: record.attemptNumber },
+          "attempt result not recorded: the lease had expired and the delivery was claimed again",
+        );
+        continue;
+      }
+      this.options.onAttempt?.(record);
+      if (record.deliveryStatus === "pending" && record.retryDelayMs !== null) this.wakeAt(record.retryDelayMs);
+    }
+    this.inFlight -= batch.length;
+    this.poke();
   }
 
   /** A retry this worker scheduled is claimed on time without waiting for the next poll. */
@@ -233,6 +341,24 @@ export class OutboxWorker {
     }, delayMs);
     this.retryTimers.add(timer);
   }
+}
+
+function resultColumns(delivery: ClaimedDelivery, result: AttemptResult) {
+  return {
+    deliveryId: delivery.id,
+    attemptNumber: delivery.attempt_count,
+    responseStatus: result.responseStatus,
+    responseBodyExcerpt: result.responseBodyExcerpt,
+    startedAt: result.startedAt,
+    finishedAt: result.finishedAt,
+    durationMs: result.durationMs,
+  };
+}
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity): the row is bad, retrying will not help. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && /^2[23]/.test(code);
 }
 
 function noSecretResult(): AttemptResult {

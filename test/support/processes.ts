@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const TSX = fileURLToPath(new URL("../../node_modules/.bin/tsx", import.meta.url));
 
 export interface ServiceProcess {
   child: ChildProcess;
@@ -14,7 +13,8 @@ export interface ServiceProcess {
 
 /** Runs `webhook-outbox <args>` as a real child process with the given environment. */
 export function spawnCli(args: string[], env: Record<string, string>): ServiceProcess {
-  const child = spawn(TSX, ["src/cli.ts", ...args], {
+  // node --import tsx, not the tsx binary: one process, so a SIGKILL really kills the worker.
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,0 +1,2 @@
+CREATE INDEX "webhook_deliveries_tenant_failed_idx" ON "webhook_deliveries" USING btree ("tenant_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST) WHERE "webhook_deliveries"."status" = 'failed';--> statement-breakpoint
+CREATE INDEX "webhook_deliveries_finished_idx" ON "webhook_deliveries" USING btree ("status","finished_at") WHERE "webhook_deliveries"."finished_at" is not null;

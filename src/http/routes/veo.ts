@@ -1,0 +1,92 @@
+import { randomInt } from "node:crypto";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { AppError, notFound } from "../../errors.js";
+import type { JobService } from "../../jobs/job-service.js";
+import { veoGeneration } from "../../jobs/payloads.js";
+import { MAX_URL_LENGTH } from "../../delivery/url-policy.js";
+import type { AppEnv } from "../auth.js";
+import { validationHook } from "../errors.js";
+import { errorResponses, isUuid, jsonBody, jsonResponse } from "../openapi.js";
+import { MAX_PROMPT_LENGTH } from "../schemas.js";
+
+/** Seeds are chosen from this range when the caller gives none, as the Veo3 provider does. */
+const SEED_RANGE = 2 ** 32;
+
+const VeoGenerateRequestSchema = z
+  .strictObject({
+    prompt: z.string().trim().min(1).max(MAX_PROMPT_LENGTH),
+    callback_url: z.string().max(MAX_URL_LENGTH).optional(),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  })
+  .openapi("VeoGenerateRequest");
+
+const VeoAcceptedSchema = z
+  .object({ generation_id: z.string().uuid(), status: z.literal("pending") })
+  .openapi("VeoAccepted");
+
+const VeoGenerationSchema = z
+  .object({
+    generation_id: z.string().uuid(),
+    status: z.enum(["pending", "processing", "completed", "failed"]),
+    prompt: z.string(),
+    video_url: z.string().nullable(),
+    created_at: z.string().openapi({ example: "2025-12-06T21:43:03.374000" }),
+    completed_at: z.string().nullable(),
+    seed: z.number().int().nullable(),
+    error: z.object({ message: z.string().openapi({ example: "UNSAFE_CONTENT" }), details: z.object({}) }).nullable(),
+  })
+  .openapi("VeoGeneration");
+
+const security = [{ bearerAuth: [] }];
+
+const generate = createRoute({
+  method: "post",
+  path: "/v1/veo/generate",
+  summary: "Veo3 surface: create a generation of one video",
+  description:
+    "When it is done, `callback_url` receives the VeoGeneration body (status `completed` or `failed`) under the Veo3 retry policy.",
+  security,
+  request: { body: jsonBody(VeoGenerateRequestSchema) },
+  responses: {
+    202: jsonResponse(VeoAcceptedSchema, "The generation was accepted"),
+    ...errorResponses(400, 401, 413, 415, 429),
+  },
+});
+
+const getGeneration = createRoute({
+  method: "get",
+  path: "/v1/veo/generations/{generation_id}",
+  summary: "Veo3 surface: a generation's status (the same body its webhook carries)",
+  security,
+  request: { params: z.object({ generation_id: z.string() }) },
+  responses: { 200: jsonResponse(VeoGenerationSchema, "The generation"), ...errorResponses(401, 404, 429) },
+});
+
+export function veoRoutes(jobService: JobService) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  app.openapi(generate, async (c) => {
+    const body = c.req.valid("json");
+    const job = await jobService.create({
+      tenantId: c.get("tenantId"),
+      apiFlavor: "veo3",
+      prompt: body.prompt,
+      projectCount: 1,
+      webhookUrl: body.callback_url,
+      seed: body.seed ?? randomInt(SEED_RANGE),
+    });
+    return c.json({ generation_id: job.id, status: "pending" as const }, 202);
+  });
+
+  app.openapi(getGeneration, async (c) => {
+    const { generation_id: id } = c.req.valid("param");
+    if (!isUuid(id)) throw notFound("generation");
+    const job = await jobService.get(c.get("tenantId"), id).catch((error: unknown) => {
+      throw error instanceof AppError && error.code === "JOB_NOT_FOUND" ? notFound("generation") : error;
+    });
+    if (job.apiFlavor !== "veo3") throw notFound("generation");
+    return c.json(veoGeneration(job, job.projects), 200);
+  });
+
+  return app;
+}

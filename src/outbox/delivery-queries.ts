@@ -1,0 +1,81 @@
+import { and, asc, desc, eq, gte, inArray, lt, or } from "drizzle-orm";
+import type { Database } from "../db/client.js";
+import { webhookDeliveries, webhookDeliveryAttempts, type DeliveryStatus } from "../db/schema.js";
+
+export type DeliveryRow = typeof webhookDeliveries.$inferSelect;
+export type AttemptRow = typeof webhookDeliveryAttempts.$inferSelect;
+
+export interface DeliveryWithAttempts extends DeliveryRow {
+  attempts: AttemptRow[];
+}
+
+export interface DeliveryListQuery {
+  tenantId: string;
+  status?: DeliveryStatus | undefined;
+  since?: Date | undefined;
+  limit: number;
+  /** Keyset position: the (created_at, id) of the previous page's last row. */
+  after?: { createdAt: Date; id: string } | undefined;
+}
+
+/** One tenant's deliveries of one job, oldest first, each with every attempt in order. */
+export async function deliveriesOfJob(database: Database, tenantId: string, jobId: string): Promise<DeliveryWithAttempts[]> {
+  const deliveries = await database.db
+    .select()
+    .from(webhookDeliveries)
+    .where(and(eq(webhookDeliveries.jobId, jobId), eq(webhookDeliveries.tenantId, tenantId)))
+    .orderBy(asc(webhookDeliveries.createdAt), asc(webhookDeliveries.id));
+  const attempts = await attemptsOf(
+    database,
+    deliveries.map((delivery) => delivery.id),
+  );
+  return deliveries.map((delivery) => ({
+    ...delivery,
+    attempts: attempts.filter((attempt) => attempt.deliveryId === delivery.id),
+  }));
+}
+
+/** One tenant's delivery, or undefined when it does not exist or is another tenant's. */
+export async function findDelivery(database: Database, tenantId: string | undefined, deliveryId: string): Promise<DeliveryRow | undefined> {
+  const conditions = [eq(webhookDeliveries.id, deliveryId)];
+  if (tenantId !== undefined) conditions.push(eq(webhookDeliveries.tenantId, tenantId));
+  const [row] = await database.db
+    .select()
+    .from(webhookDeliveries)
+    .where(and(...conditions));
+  return row;
+}
+
+/**
+ * A page of one tenant's deliveries, newest first (the polling safety net for missed webhooks).
+ * Served by webhook_deliveries_tenant_created_idx, or the partial ..._tenant_failed_idx for status=failed.
+ */
+export async function listDeliveries(
+  database: Database,
+  query: DeliveryListQuery,
+): Promise<{ deliveries: DeliveryRow[]; hasMore: boolean }> {
+  const d = webhookDeliveries;
+  const conditions = [eq(d.tenantId, query.tenantId)];
+  if (query.status) conditions.push(eq(d.status, query.status));
+  if (query.since) conditions.push(gte(d.createdAt, query.since));
+  if (query.after) {
+    const older = or(lt(d.createdAt, query.after.createdAt), and(eq(d.createdAt, query.after.createdAt), lt(d.id, query.after.id)));
+    if (older) conditions.push(older);
+  }
+  const rows = await database.db
+    .select()
+    .from(d)
+    .where(and(...conditions))
+    .orderBy(desc(d.createdAt), desc(d.id))
+    .limit(query.limit + 1);
+  return { deliveries: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
+}
+
+async function attemptsOf(database: Database, deliveryIds: string[]): Promise<AttemptRow[]> {
+  if (deliveryIds.length === 0) return [];
+  return database.db
+    .select()
+    .from(webhookDeliveryAttempts)
+    .where(inArray(webhookDeliveryAttempts.deliveryId, deliveryIds))
+    .orderBy(asc(webhookDeliveryAttempts.deliveryId), asc(webhookDeliveryAttempts.attemptNumber));
+}
