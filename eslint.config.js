@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "migrations/", ".data/", "coverage/"] },
+  { ignores: ["dist/", "node_modules/", "migrations/", ".data/", "coverage/", ".scratch/", "bench/results/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

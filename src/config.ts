@@ -2,31 +2,24 @@ import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
 import { parseDuration, parseSchedule } from "./duration.js";
 
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
-      try {
-        return parseDuration(value);
-      } catch (error) {
-        ctx.addIssue({ code: "custom", message: (error as Error).message });
-        return z.NEVER;
-      }
-    });
+/** A text variable turned into a value by `parse`; a parse error becomes the variable's message. */
+const parsedText =
+  <T>(parse: (value: string) => T) =>
+  (fallback: string) =>
+    z
+      .string()
+      .default(fallback)
+      .transform((value, ctx) => {
+        try {
+          return parse(value);
+        } catch (error) {
+          ctx.addIssue({ code: "custom", message: (error as Error).message });
+          return z.NEVER;
+        }
+      });
 
-const schedule = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
-      try {
-        return parseSchedule(value);
-      } catch (error) {
-        ctx.addIssue({ code: "custom", message: (error as Error).message });
-        return z.NEVER;
-      }
-    });
+const duration = parsedText(parseDuration);
+const schedule = parsedText(parseSchedule);
 
 const integer = (fallback: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback);
@@ -41,18 +34,13 @@ const optionalText = z
   .optional()
   .transform((value) => (value === undefined || value === "" ? undefined : value));
 
-const cidrList = z
-  .string()
-  .default("")
-  .transform((value, ctx) => {
-    try {
-      parseCidrList(value);
-      return value.split(",").map((entry) => entry.trim()).filter((entry) => entry !== "");
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  });
+const cidrList = parsedText((value) => {
+  parseCidrList(value);
+  return value
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "");
+})("");
 
 const optionalPositiveInteger = z
   .string()

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Database, Unlisten } from "../db/client.js";
@@ -49,9 +50,13 @@ export class OutboxWorker {
   readonly workerId: string;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** Attempts sending now. */
   private inFlight = 0;
+  /** Finished attempts whose results are not yet written (queued or being flushed). */
+  private unrecorded = 0;
   private readonly perHost = new Map<string, number>();
-  private readonly aborts = new Set<AbortController>();
+  /** Aborted when the shutdown grace runs out: every attempt still in flight listens to it. */
+  private readonly shutdown = new AbortController();
   private wakeRequested = false;
   private wake: (() => void) | undefined;
   private unlisten: Unlisten | undefined;
@@ -60,8 +65,13 @@ export class OutboxWorker {
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private dbBackoffMs = 0;
 
+  /** The smallest claim worth a round trip while attempts are in flight: a quarter of a batch. */
+  private readonly minClaim: number;
+
   constructor(private readonly options: WorkerOptions) {
+    this.minClaim = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 4));
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    setMaxListeners(0, this.shutdown.signal);
   }
 
   async start(): Promise<void> {
@@ -85,12 +95,15 @@ export class OutboxWorker {
     await this.unlisten?.().catch(() => undefined);
     const graceEnds = Date.now() + this.options.shutdownGraceMs;
     while (this.inFlight > 0 && Date.now() < graceEnds) await this.sleep(20);
-    for (const controller of this.aborts) controller.abort();
+    this.shutdown.abort();
     // Records are written while the database answers; a lost one is recovered through its lease.
     const flushEnds = Date.now() + Math.max(this.options.shutdownGraceMs, 1_000);
-    while ((this.inFlight > 0 || this.results.length > 0) && Date.now() < flushEnds) await this.sleep(20);
-    if (this.inFlight > 0) {
-      this.options.logger.warn({ unrecorded: this.inFlight }, "stopped with unrecorded attempts; their leases will return them to the queue");
+    while ((this.inFlight > 0 || this.unrecorded > 0) && Date.now() < flushEnds) await this.sleep(20);
+    if (this.inFlight + this.unrecorded > 0) {
+      this.options.logger.warn(
+        { unrecorded: this.inFlight + this.unrecorded },
+        "stopped with unrecorded attempts; their leases will return them to the queue",
+      );
     }
   }
 
@@ -103,7 +116,8 @@ export class OutboxWorker {
   private async loop(): Promise<void> {
     while (this.running) {
       const free = this.options.concurrency - this.inFlight;
-      if (free <= 0) {
+      // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
+      if (free < this.minClaim || this.unrecorded >= this.options.concurrency * 4) {
         await this.idle(this.options.pollIntervalMs);
         continue;
       }
@@ -137,14 +151,20 @@ export class OutboxWorker {
       }
       this.perHost.set(host, busy + 1);
       this.inFlight++;
+      // The slot frees as soon as the attempt ends; recording is batched behind it.
       void this.attempt(delivery)
-        .then((record) => this.queueRecord(record))
-        .catch((error: unknown) => {
-          // Only a bug lands here; the lease returns the delivery to the queue.
-          this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+        .then(
+          (record) => this.queueRecord(record),
+          (error: unknown) => {
+            // Only a bug lands here; the lease returns the delivery to the queue.
+            this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+          },
+        )
+        .finally(() => {
           this.inFlight--;
-        })
-        .finally(() => this.releaseHost(host));
+          this.releaseHost(host);
+          this.poke();
+        });
     }
     return overCap;
   }
@@ -192,15 +212,8 @@ export class OutboxWorker {
   }
 
   private async attempt(delivery: ClaimedDelivery): Promise<AttemptRecord> {
-    const abort = new AbortController();
-    this.aborts.add(abort);
-    let result: AttemptResult;
-    try {
-      result = await this.send(delivery, abort.signal);
-    } finally {
-      this.aborts.delete(abort);
-    }
-    const record = abort.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
+    const result = await this.send(delivery, this.shutdown.signal);
+    const record = this.shutdown.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
     this.options.logger[record.outcome === "succeeded" ? "debug" : "info"](
       {
         deliveryId: delivery.id,
@@ -273,6 +286,7 @@ export class OutboxWorker {
   }
 
   private queueRecord(record: AttemptRecord): void {
+    this.unrecorded++;
     this.results.push(record);
     if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = undefined));
   }
@@ -328,8 +342,7 @@ export class OutboxWorker {
       this.options.onAttempt?.(record);
       if (record.deliveryStatus === "pending" && record.retryDelayMs !== null) this.wakeAt(record.retryDelayMs);
     }
-    this.inFlight -= batch.length;
-    this.poke();
+    this.unrecorded -= batch.length;
   }
 
   /** A retry this worker scheduled is claimed on time without waiting for the next poll. */

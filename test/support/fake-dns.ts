@@ -1,10 +1,8 @@
 import type { Resolver } from "../../src/delivery/address-policy.js";
 import type { Config } from "../../src/config.js";
-import { createLogger } from "../../src/logger.js";
-import { startService, type RunningService } from "../../src/service.js";
-import { createTenant, type CreatedTenant } from "../../src/tenants/tenant-service.js";
+import type { CreatedTenant } from "../../src/tenants/tenant-service.js";
 import type { TestDatabase } from "./database.js";
-import { ApiClient, testConfig } from "./harness.js";
+import { startHarness, type Harness } from "./harness.js";
 
 type Answer = string[] | (() => string[]);
 
@@ -32,13 +30,7 @@ export class FakeDns {
   };
 }
 
-export interface SecureService {
-  service: RunningService;
-  tenant: CreatedTenant;
-  api: ApiClient;
-  config: Config;
-  stop(): Promise<void>;
-}
+export type SecureService = Harness;
 
 /**
  * A service with the production URL policy (https only, public addresses only, unless the
@@ -50,15 +42,5 @@ export async function startSecureService(
   overrides: Partial<Config> = {},
   parts: { api?: boolean; worker?: boolean; tenant?: CreatedTenant } = {},
 ): Promise<SecureService> {
-  const config = testConfig(testDb.url, { WEBHOOK_ALLOW_INSECURE_URLS: false, ...overrides });
-  const service = await startService({
-    config,
-    logger: createLogger(config.LOG_LEVEL),
-    api: parts.api ?? true,
-    worker: parts.worker ?? true,
-    migrate: false,
-    resolver: dns.resolve,
-  });
-  const tenant = parts.tenant ?? (await createTenant(testDb.database, `secure-${Math.random().toString(36).slice(2, 8)}`));
-  return { service, tenant, config, api: new ApiClient(service.url ?? "", tenant.apiKey), stop: () => service.stop() };
+  return startHarness(testDb, { WEBHOOK_ALLOW_INSECURE_URLS: false, ...overrides }, { ...parts, resolver: dns.resolve });
 }

@@ -1,6 +1,7 @@
 import { configWith, type Config } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { startService, type RunningService } from "../../src/service.js";
+import type { Resolver } from "../../src/delivery/address-policy.js";
 import { createTenant, type CreatedTenant } from "../../src/tenants/tenant-service.js";
 import type { TestDatabase } from "./database.js";
 
@@ -22,6 +23,7 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
 
 export interface Harness {
   service: RunningService;
+  config: Config;
   tenant: CreatedTenant;
   api: ApiClient;
   stop(): Promise<void>;
@@ -30,7 +32,7 @@ export interface Harness {
 export async function startHarness(
   testDb: TestDatabase,
   overrides: Partial<Config> = {},
-  parts: { api?: boolean; worker?: boolean } = {},
+  parts: { api?: boolean; worker?: boolean; tenant?: CreatedTenant; resolver?: Resolver } = {},
 ): Promise<Harness> {
   const config = testConfig(testDb.url, overrides);
   const service = await startService({
@@ -39,9 +41,10 @@ export async function startHarness(
     api: parts.api ?? true,
     worker: parts.worker ?? true,
     migrate: false,
+    resolver: parts.resolver,
   });
-  const tenant = await createTenant(testDb.database, `tenant-${Math.random().toString(36).slice(2, 8)}`);
-  return { service, tenant, api: new ApiClient(service.url ?? "", tenant.apiKey), stop: () => service.stop() };
+  const tenant = parts.tenant ?? (await createTenant(testDb.database, `tenant-${Math.random().toString(36).slice(2, 8)}`));
+  return { service, tenant, config, api: new ApiClient(service.url ?? "", tenant.apiKey), stop: () => service.stop() };
 }
 
 export interface ApiResponse<T = any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read JSON bodies freely
