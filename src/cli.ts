@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, type Config } from "./config.js";
-import { openDatabase } from "./db/client.js";
+import { DataDirInUseError, openDatabase } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
 import { startService, type ServiceOptions } from "./service.js";
@@ -12,7 +12,7 @@ import { createTenant } from "./tenants/tenant-service.js";
 const USAGE = `usage: webhook-outbox <command>
 
   migrate                      apply database migrations
-  serve                        migrate, then run the HTTP API and a delivery worker
+  serve [--no-migrate]         migrate, then run the HTTP API and a delivery worker
   api                          run the HTTP API only
   worker                       run a delivery worker only
   tenant create <name> [--json]  create a tenant; prints its API key and signing secret once
@@ -47,11 +47,16 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write("migrations applied\n");
       });
     case "serve":
-      return runUntilSignal({ config, api: true, worker: true, migrate: true });
+      return runUntilSignal({ config, api: true, worker: true, migrate: !rest.includes("--no-migrate") });
     case "api":
-      return runUntilSignal({ config, api: true, worker: false, migrate: false });
     case "worker":
-      return runUntilSignal({ config, api: false, worker: true, migrate: false });
+      if (!config.DATABASE_URL) {
+        process.stderr.write(
+          `"${command}" needs DATABASE_URL: the embedded database serves one process, so run \`serve\` (API and worker together) instead\n`,
+        );
+        return 2;
+      }
+      return runUntilSignal({ config, api: command === "api", worker: command === "worker", migrate: false });
     case "tenant":
       return tenantCommand(config, rest);
     case "redeliver":
@@ -154,6 +159,8 @@ async function withDatabase(
 ): Promise<number> {
   const database = await openDatabase({ databaseUrl: config.DATABASE_URL, pgliteDir: config.PGLITE_DIR });
   try {
+    // The embedded database needs no setup: a first `tenant create` makes and migrates it.
+    if (database.kind === "pglite") await runMigrations(database);
     await work(database);
     return 0;
   } finally {
@@ -177,7 +184,9 @@ async function runUntilSignal(options: Omit<ServiceOptions, "logger">): Promise<
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) process.stderr.write(`${error.message}\n`);
+    // One line per bad variable, naming it; no stack: nothing is wrong with the code.
+    if (error instanceof ConfigError) process.stderr.write(error.problems.map((problem) => `configuration error: ${problem}\n`).join(""));
+    else if (error instanceof DataDirInUseError) process.stderr.write(`${error.message}\n`);
     else if (error instanceof AppError) process.stderr.write(`${error.code}: ${error.message}\n`);
     else process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

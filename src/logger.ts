@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import pino, { type DestinationStream, type Logger } from "pino";
 
 /** Fields that may hold credentials, wherever they sit; pino replaces their values before a line is written. */
@@ -58,6 +59,23 @@ function scrubbing(destination: DestinationStream): DestinationStream {
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     { level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } },
-    scrubbing(destination ?? pino.destination(1)),
+    scrubbing(destination ?? defaultDestination()),
   );
+}
+
+/**
+ * stdout as JSON lines, except on a terminal with pino-pretty installed (a dev dependency, absent
+ * from production installs), where a person reads them. Pipes, files and containers get JSON.
+ */
+function defaultDestination(): DestinationStream {
+  if (process.stdout.isTTY) {
+    try {
+      // In-process and synchronous (no transport thread); loaded lazily because production lacks it.
+      const pretty = createRequire(import.meta.url)("pino-pretty") as (options: object) => DestinationStream;
+      return pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" });
+    } catch {
+      // not installed: JSON
+    }
+  }
+  return pino.destination(1);
 }

@@ -1,7 +1,8 @@
+import { resolve } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
-import { openDatabase, type Database } from "./db/client.js";
+import { openDatabase, probeNotifications, type Database } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
 import type { Resolver } from "./delivery/address-policy.js";
 import { HttpSender } from "./delivery/http-sender.js";
@@ -9,6 +10,7 @@ import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
+import { instrumentClaims, ServiceMetrics } from "./metrics.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
@@ -28,6 +30,7 @@ export interface RunningService {
   database: Database;
   jobService: JobService;
   worker: OutboxWorker | undefined;
+  metrics: ServiceMetrics;
   /** Base URL of the HTTP server, when it runs. */
   url: string | undefined;
   stop(): Promise<void>;
@@ -59,10 +62,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     pgliteDir: config.PGLITE_DIR,
     onError: (error) => logger.warn({ err: error }, "database connection error"),
   });
-  if (database.kind === "pglite") {
-    logger.info({ dir: config.PGLITE_DIR }, "no DATABASE_URL: using embedded PGlite (one connection, one in-process worker); set DATABASE_URL=postgres://… for a real server");
-  }
   if (options.migrate) await runMigrations(database);
+  if (database.kind === "pglite") await announceEmbedded(database, config, logger);
+  const metrics = new ServiceMetrics(database, logger);
 
   const urlPolicy = new UrlPolicy({
     allowInsecure: config.WEBHOOK_ALLOW_INSECURE_URLS,
@@ -85,7 +87,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     sweeper.start();
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
-      database,
+      database: instrumentClaims(database, metrics),
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
@@ -96,6 +98,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       leaseMarginMs: config.LEASE_MARGIN_MS,
       retryAfterCapMs: config.WEBHOOK_RETRY_AFTER_CAP,
       headerPrefix: config.WEBHOOK_HEADER_PREFIX,
+      onAttempt: metrics.recordAttempt,
     });
     await worker.start();
     logger.info({ workerId: worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
@@ -115,6 +118,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       logger,
       internalApiToken: config.INTERNAL_API_TOKEN,
       apiRateLimit: config.API_RATE_LIMIT,
+      metrics,
     });
     if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
     server = await new Promise<ServerType>((resolve) => {
@@ -123,13 +127,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.PORT;
     url = `http://127.0.0.1:${port}`;
-    logger.info({ port }, "API listening");
+    logger.info({ port, url, docs: `${url}/docs` }, "API listening");
   }
 
   return {
     database,
     jobService,
     worker,
+    metrics,
     url,
     async stop() {
       if (server) {
@@ -143,4 +148,25 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       await database.close();
     },
   };
+}
+
+/**
+ * PGlite is one connection inside this process: no second process may open its directory, so this
+ * process runs the only worker. Says so, and whether NOTIFY wakes the worker or polling alone does.
+ */
+async function announceEmbedded(database: Database, config: Config, logger: Logger): Promise<void> {
+  const notifications = await probeNotifications(database);
+  logger.warn(
+    {
+      dataDir: resolve(config.PGLITE_DIR),
+      listenNotify: notifications,
+      pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
+    },
+    `embedded PGlite database in ${resolve(config.PGLITE_DIR)} (DATABASE_URL is unset). Degraded mode: one connection, ` +
+      "so this process runs the only worker and no other process (CLI included) may open that directory while it runs; " +
+      (notifications
+        ? "LISTEN/NOTIFY works in-process, polling is the fallback. "
+        : `LISTEN/NOTIFY does not work here: the worker polls every ${config.WORKER_POLL_INTERVAL_MS} ms. `) +
+      "For production set DATABASE_URL=postgres://user:password@host:5432/dbname and run `webhook-outbox migrate`.",
+  );
 }

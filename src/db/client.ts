@@ -1,4 +1,5 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
@@ -137,7 +138,14 @@ async function listenPostgres(
 
 async function openPglite(dataDir: string): Promise<Database> {
   mkdirSync(dataDir, { recursive: true });
-  const client = await PGlite.create(dataDir);
+  const releaseLock = lockDataDir(dataDir);
+  let client: PGlite;
+  try {
+    client = await PGlite.create(dataDir);
+  } catch (error) {
+    releaseLock();
+    throw error;
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     kind: "pglite",
@@ -150,6 +158,74 @@ async function openPglite(dataDir: string): Promise<Database> {
       const unsubscribe = await client.listen(channel, () => onNotify());
       return async () => unsubscribe();
     },
-    close: () => client.close(),
+    async close() {
+      await client.close();
+      releaseLock();
+    },
   };
+}
+
+export class DataDirInUseError extends Error {
+  constructor(dataDir: string, pid: number) {
+    super(
+      `the embedded database in ${resolve(dataDir)} is open in process ${pid}: PGlite allows one process at a time. ` +
+        "Stop that process first, or set DATABASE_URL to use a Postgres server.",
+    );
+    this.name = "DataDirInUseError";
+  }
+}
+
+/**
+ * PGlite does not guard its directory; two processes writing one data directory would corrupt it.
+ * A pid file does: a live owner refuses the open, a dead one's file is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const lockFile = join(dataDir, "webhook-outbox.pid");
+  const key = resolve(dataDir);
+  for (;;) {
+    try {
+      writeFileSync(lockFile, String(process.pid), { flag: "wx" });
+      openedHere.add(key);
+      return () => {
+        openedHere.delete(key);
+        rmSync(lockFile, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const owner = Number(readFileSync(lockFile, "utf8").trim());
+    // Our own pid in the file is a previous life's (a restarted container is pid 1 again) unless we hold it.
+    const held = owner === process.pid ? openedHere.has(key) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
+    if (held) throw new DataDirInUseError(dataDir, owner);
+    rmSync(lockFile, { force: true });
+  }
+}
+
+/** Data directories this process has open. */
+const openedHere = new Set<string>();
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Whether a NOTIFY reaches this handle's LISTEN within `timeoutMs`. */
+export async function probeNotifications(database: Database, timeoutMs = 1_000): Promise<boolean> {
+  const channel = "webhook_outbox_probe";
+  let heard: () => void = () => undefined;
+  const arrived = new Promise<boolean>((resolve) => {
+    heard = () => resolve(true);
+    setTimeout(() => resolve(false), timeoutMs).unref();
+  });
+  const unlisten = await database.listen(channel, () => heard());
+  try {
+    await database.query(`select pg_notify('${channel}', '')`);
+    return await arrived;
+  } finally {
+    await unlisten();
+  }
 }

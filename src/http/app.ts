@@ -1,9 +1,11 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { swaggerUI } from "@hono/swagger-ui";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.js";
 import type { JobService } from "../jobs/job-service.js";
+import { ServiceMetrics } from "../metrics.js";
 import { apiKeyAuth, internalAuth, type AppEnv } from "./auth.js";
 import { errorHandler, sendError } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
@@ -11,6 +13,8 @@ import { deliveryRoutes } from "./routes/deliveries.js";
 import { healthRoutes } from "./routes/health.js";
 import { internalRoutes } from "./routes/internal.js";
 import { jobRoutes } from "./routes/jobs.js";
+import { metricsRoutes } from "./routes/metrics.js";
+import { assignRequestId, logRequests } from "./request-log.js";
 import { veoRoutes } from "./routes/veo.js";
 
 export interface AppDependencies {
@@ -20,6 +24,8 @@ export interface AppDependencies {
   internalApiToken: string | undefined;
   /** API_RATE_LIMIT: requests per minute per API key; undefined = no limit. */
   apiRateLimit?: number | undefined;
+  /** The worker's metrics when it runs in this process; otherwise the queue gauges alone. */
+  metrics?: ServiceMetrics;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -49,6 +55,7 @@ export function createApp(deps: AppDependencies) {
   const app = new OpenAPIHono<AppEnv>();
   app.onError(errorHandler(deps.logger));
   app.notFound((c) => sendError(c, 404, "NOT_FOUND", `no route for ${c.req.method} ${c.req.path}`));
+  app.use("*", assignRequestId, logRequests(deps.logger.child({ component: "http" })));
 
   for (const prefix of ["/api/*", "/v1/*", "/internal/*"]) app.use(prefix, limitBody, jsonBodiesOnly);
   const limitRate = rateLimit({ database: deps.database, requestsPerMinute: deps.apiRateLimit });
@@ -57,6 +64,7 @@ export function createApp(deps: AppDependencies) {
   app.use("/internal/*", internalAuth(deps.internalApiToken));
 
   app.route("/", healthRoutes(deps.database));
+  app.route("/", metricsRoutes(deps.metrics ?? new ServiceMetrics(deps.database, deps.logger)));
   app.route("/", jobRoutes(deps.jobService));
   app.route("/", internalRoutes(deps.jobService));
   app.route("/", veoRoutes(deps.jobService));
@@ -68,5 +76,6 @@ export function createApp(deps: AppDependencies) {
     openapi: "3.1.0",
     info: { title: "webhook-outbox", version: "0.1.0", description: "Jobs, and the webhooks their completion sends." },
   });
+  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "webhook-outbox API" }));
   return app;
 }

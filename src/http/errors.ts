@@ -41,11 +41,11 @@ export function errorHandler(logger: Logger) {
       return sendError(c, status, status === 413 ? "PAYLOAD_TOO_LARGE" : "HTTP_ERROR", error.message || "request refused");
     }
     if (isDatabaseUnavailable(error)) {
-      logger.warn({ err: error, method: c.req.method, path: c.req.path }, "database unavailable");
+      logger.warn({ err: error, requestId: c.get("requestId"), method: c.req.method, path: c.req.path }, "database unavailable");
       c.header("Retry-After", "1");
       return sendError(c, 503, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly");
     }
-    logger.error({ err: error, method: c.req.method, path: c.req.path }, "unhandled error");
+    logger.error({ err: error, requestId: c.get("requestId"), method: c.req.method, path: c.req.path }, "unhandled error");
     return sendError(c, 500, "INTERNAL_ERROR", "internal error");
   };
 }

@@ -1,0 +1,122 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "pino";
+import type { Database } from "./db/client.js";
+import type { AttemptRecord } from "./outbox/claim-sql.js";
+
+/** The name claim-sql.ts gives its claim statement; see `instrumentClaims`. */
+const CLAIM_STATEMENT = "outbox_claim";
+
+const QUEUE_STATUSES = ["pending", "delivering"] as const;
+
+/**
+ * The service's Prometheus metrics, in a registry of its own (several services may share a process
+ * in tests). Counters and histograms are fed by this process's worker; the queue gauges are read
+ * from SQL at scrape time, so any API process reports the whole queue.
+ */
+export class ServiceMetrics {
+  readonly registry = new Registry();
+
+  readonly attempts = new Counter({
+    name: "webhook_outbox_attempts_total",
+    help: "Delivery attempts recorded by this process, by outcome (succeeded, retry, failed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+
+  readonly deliveries = new Counter({
+    name: "webhook_outbox_deliveries_total",
+    help: "Deliveries finished by this process, by final outcome (succeeded, failed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+
+  readonly attemptDuration = new Histogram({
+    name: "webhook_outbox_attempt_duration_seconds",
+    help: "Duration of one delivery attempt (request sent to response read), by outcome",
+    labelNames: ["outcome"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly claimBatchSize = new Histogram({
+    name: "webhook_outbox_claim_batch_size",
+    help: "Deliveries returned by one claim query of this process's worker (0 = an idle poll)",
+    buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+    registers: [this.registry],
+  });
+
+  constructor(database: Database, logger: Logger) {
+    collectDefaultMetrics({ register: this.registry });
+    const scrapeFailed = (error: unknown) => logger.warn({ err: error }, "metrics: queue query failed");
+
+    new Gauge({
+      name: "webhook_outbox_queue_depth",
+      help: "Deliveries waiting or in flight, by status (read from the database at scrape time)",
+      labelNames: ["status"] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        try {
+          const rows = await database.query<{ status: string; count: number }>(
+            `select status, count(*)::int as count from webhook_deliveries
+             where status in ('pending', 'delivering') group by status`,
+          );
+          for (const status of QUEUE_STATUSES) {
+            this.set({ status }, rows.find((row) => row.status === status)?.count ?? 0);
+          }
+        } catch (error) {
+          scrapeFailed(error);
+        }
+      },
+    });
+
+    new Gauge({
+      name: "webhook_outbox_oldest_due_age_seconds",
+      help: "How long the oldest due delivery has been waiting to be claimed; 0 when none is due",
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        try {
+          const [row] = await database.query<{ age: number }>(
+            `select coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::float8 as age
+             from webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()`,
+          );
+          this.set(row?.age ?? 0);
+        } catch (error) {
+          scrapeFailed(error);
+        }
+      },
+    });
+  }
+
+  /** The worker's `onAttempt` hook. */
+  readonly recordAttempt = (record: AttemptRecord): void => {
+    this.attempts.inc({ outcome: record.outcome });
+    this.attemptDuration.observe({ outcome: record.outcome }, record.durationMs / 1000);
+    if (record.outcome !== "retry") this.deliveries.inc({ outcome: record.outcome });
+  };
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/**
+ * Observes the size of every claim batch without touching the worker: it wraps the handle the
+ * worker queries through and watches the claim statement by its prepared-statement name.
+ * A claim hook in OutboxWorker would make this wrapper unnecessary.
+ */
+export function instrumentClaims(database: Database, metrics: ServiceMetrics): Database {
+  return {
+    ...database,
+    async query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
+      const rows = await database.query<Row>(text, params, name);
+      if (name === CLAIM_STATEMENT) metrics.claimBatchSize.observe(rows.length);
+      return rows;
+    },
+  };
+}
