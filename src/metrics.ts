@@ -3,9 +3,6 @@ import type { Logger } from "pino";
 import type { Database } from "./db/client.js";
 import type { AttemptRecord } from "./outbox/claim-sql.js";
 
-/** The name claim-sql.ts gives its claim statement; see `instrumentClaims`. */
-const CLAIM_STATEMENT = "outbox_claim";
-
 const QUEUE_STATUSES = ["pending", "delivering"] as const;
 
 /**
@@ -93,7 +90,12 @@ export class ServiceMetrics {
   readonly recordAttempt = (record: AttemptRecord): void => {
     this.attempts.inc({ outcome: record.outcome });
     this.attemptDuration.observe({ outcome: record.outcome }, record.durationMs / 1000);
-    if (record.outcome !== "retry") this.deliveries.inc({ outcome: record.outcome });
+    if (record.deliveryStatus !== "pending") this.deliveries.inc({ outcome: record.deliveryStatus });
+  };
+
+  /** The worker's `onClaim` hook. */
+  readonly recordClaim = (claimed: number): void => {
+    this.claimBatchSize.observe(claimed);
   };
 
   render(): Promise<string> {
@@ -103,20 +105,4 @@ export class ServiceMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
-}
-
-/**
- * Observes the size of every claim batch without touching the worker: it wraps the handle the
- * worker queries through and watches the claim statement by its prepared-statement name.
- * A claim hook in OutboxWorker would make this wrapper unnecessary.
- */
-export function instrumentClaims(database: Database, metrics: ServiceMetrics): Database {
-  return {
-    ...database,
-    async query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
-      const rows = await database.query<Row>(text, params, name);
-      if (name === CLAIM_STATEMENT) metrics.claimBatchSize.observe(rows.length);
-      return rows;
-    },
-  };
 }

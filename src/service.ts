@@ -10,7 +10,7 @@ import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
-import { instrumentClaims, ServiceMetrics } from "./metrics.js";
+import { ServiceMetrics } from "./metrics.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
@@ -87,7 +87,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     sweeper.start();
     sender = new HttpSender(urlPolicy);
     worker = new OutboxWorker({
-      database: instrumentClaims(database, metrics),
+      database,
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
@@ -99,6 +99,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       retryAfterCapMs: config.WEBHOOK_RETRY_AFTER_CAP,
       headerPrefix: config.WEBHOOK_HEADER_PREFIX,
       onAttempt: metrics.recordAttempt,
+      onClaim: metrics.recordClaim,
     });
     await worker.start();
     logger.info({ workerId: worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
