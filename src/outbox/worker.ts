@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Database, Unlisten } from "../db/client.js";
 import type { HttpSender } from "../delivery/http-sender.js";
-import { classifyAttempt, type AttemptResult } from "../delivery/outcome.js";
+import type { AttemptResult } from "../delivery/outcome.js";
 import { signatureHeaders } from "../delivery/signing.js";
 import {
   claimDue,
@@ -15,7 +15,7 @@ import {
   type ClaimedDelivery,
 } from "./claim-sql.js";
 import { OUTBOX_CHANNEL } from "./enqueue.js";
-import { nextAfterFailure } from "./policy.js";
+import { decideAttempt, interruptedRecord, noSecretResult } from "./attempt-record.js";
 
 export interface WorkerOptions {
   database: Database;
@@ -213,7 +213,9 @@ export class OutboxWorker {
 
   private async attempt(delivery: ClaimedDelivery): Promise<AttemptRecord> {
     const result = await this.send(delivery, this.shutdown.signal);
-    const record = this.shutdown.signal.aborted ? this.interruptedRecord(delivery, result) : this.decide(delivery, result);
+    const record = this.shutdown.signal.aborted
+      ? interruptedRecord(delivery, result)
+      : decideAttempt(delivery, result, this.options.retryAfterCapMs);
     this.options.logger[record.outcome === "succeeded" ? "debug" : "info"](
       {
         deliveryId: delivery.id,
@@ -246,43 +248,6 @@ export class OutboxWorker {
       connectTimeoutMs: delivery.connect_timeout_ms,
       signal,
     });
-  }
-
-  /** Applies the outcome rules and the delivery's frozen retry schedule. */
-  private decide(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
-    const classification = classifyAttempt(result);
-    const decision =
-      classification.disposition === "succeeded"
-        ? ({ outcome: "succeeded" } as const)
-        : nextAfterFailure({
-            attemptNumber: delivery.attempt_count,
-            maxAttempts: delivery.max_attempts,
-            retryDelaysMs: delivery.retry_delays_ms,
-            retryable: classification.disposition === "retryable",
-            retryAfterMs: classification.retryAfterMs,
-            retryAfterCapMs: this.options.retryAfterCapMs,
-          });
-    return {
-      ...resultColumns(delivery, result),
-      outcome: decision.outcome,
-      deliveryStatus: decision.outcome === "retry" ? "pending" : decision.outcome,
-      retryDelayMs: decision.outcome === "retry" ? decision.delayMs : null,
-      errorKind: classification.errorKind,
-      errorMessage: classification.errorMessage,
-    };
-  }
-
-  /** An attempt cut short by shutdown counts as an attempt; the delivery is due again at once. */
-  private interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
-    const attemptsLeft = delivery.attempt_count < delivery.max_attempts;
-    return {
-      ...resultColumns(delivery, result),
-      outcome: "interrupted",
-      deliveryStatus: attemptsLeft ? "pending" : "failed",
-      retryDelayMs: attemptsLeft ? 0 : null,
-      errorKind: "other",
-      errorMessage: "aborted: the worker shut down before the receiver answered",
-    };
   }
 
   private queueRecord(record: AttemptRecord): void {
@@ -356,32 +321,8 @@ export class OutboxWorker {
   }
 }
 
-function resultColumns(delivery: ClaimedDelivery, result: AttemptResult) {
-  return {
-    deliveryId: delivery.id,
-    attemptNumber: delivery.attempt_count,
-    responseStatus: result.responseStatus,
-    responseBodyExcerpt: result.responseBodyExcerpt,
-    startedAt: result.startedAt,
-    finishedAt: result.finishedAt,
-    durationMs: result.durationMs,
-  };
-}
-
 /** SQLSTATE classes 22 (data exception) and 23 (integrity): the row is bad, retrying will not help. */
 function isDataError(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   return typeof code === "string" && /^2[23]/.test(code);
-}
-
-function noSecretResult(): AttemptResult {
-  const now = new Date();
-  return {
-    startedAt: now,
-    finishedAt: now,
-    durationMs: 0,
-    responseStatus: null,
-    responseBodyExcerpt: null,
-    error: { kind: "other", message: "the tenant has no active signing secret" },
-  };
 }

@@ -1,0 +1,65 @@
+import { classifyAttempt, type AttemptResult } from "../delivery/outcome.js";
+import type { AttemptRecord, ClaimedDelivery } from "./claim-sql.js";
+import { nextAfterFailure } from "./policy.js";
+
+/** What one finished attempt means for its delivery: the outcome rules and its frozen retry schedule. */
+export function decideAttempt(delivery: ClaimedDelivery, result: AttemptResult, retryAfterCapMs: number): AttemptRecord {
+  const classification = classifyAttempt(result);
+  const decision =
+    classification.disposition === "succeeded"
+      ? ({ outcome: "succeeded" } as const)
+      : nextAfterFailure({
+          attemptNumber: delivery.attempt_count,
+          maxAttempts: delivery.max_attempts,
+          retryDelaysMs: delivery.retry_delays_ms,
+          retryable: classification.disposition === "retryable",
+          retryAfterMs: classification.retryAfterMs,
+          retryAfterCapMs,
+        });
+  return {
+    ...resultColumns(delivery, result),
+    outcome: decision.outcome,
+    deliveryStatus: decision.outcome === "retry" ? "pending" : decision.outcome,
+    retryDelayMs: decision.outcome === "retry" ? decision.delayMs : null,
+    errorKind: classification.errorKind,
+    errorMessage: classification.errorMessage,
+  };
+}
+
+/** An attempt cut short by shutdown counts as an attempt; the delivery is due again at once. */
+export function interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
+  const attemptsLeft = delivery.attempt_count < delivery.max_attempts;
+  return {
+    ...resultColumns(delivery, result),
+    outcome: "interrupted",
+    deliveryStatus: attemptsLeft ? "pending" : "failed",
+    retryDelayMs: attemptsLeft ? 0 : null,
+    errorKind: "other",
+    errorMessage: "aborted: the worker shut down before the receiver answered",
+  };
+}
+
+/** The result of an attempt that could not be signed, so was never sent. */
+export function noSecretResult(): AttemptResult {
+  const now = new Date();
+  return {
+    startedAt: now,
+    finishedAt: now,
+    durationMs: 0,
+    responseStatus: null,
+    responseBodyExcerpt: null,
+    error: { kind: "other", message: "the tenant has no active signing secret" },
+  };
+}
+
+function resultColumns(delivery: ClaimedDelivery, result: AttemptResult) {
+  return {
+    deliveryId: delivery.id,
+    attemptNumber: delivery.attempt_count,
+    responseStatus: result.responseStatus,
+    responseBodyExcerpt: result.responseBodyExcerpt,
+    startedAt: result.startedAt,
+    finishedAt: result.finishedAt,
+    durationMs: result.durationMs,
+  };
+}
