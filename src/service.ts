@@ -60,7 +60,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const database = await openDatabase({
     databaseUrl: config.DATABASE_URL,
     pgliteDir: config.PGLITE_DIR,
-    onError: (error) => logger.warn({ err: error }, "database connection error"),
+    // Message and code only: pg hangs the whole client object on some of these errors.
+    onError: (error) =>
+      logger.warn({ error: error.message, code: (error as { code?: string }).code }, "database connection error"),
   });
   if (options.migrate) await runMigrations(database);
   if (database.kind === "pglite") await announceEmbedded(database, config, logger);
