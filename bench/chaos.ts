@@ -7,17 +7,14 @@
  * CHAOS_WORKERS (3), CHAOS_FAILURE_RATE (0.3), CHAOS_SECONDS (max run time, 240).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
-import pg from "pg";
 import { configWith } from "../src/config.js";
-import { openDatabase } from "../src/db/client.js";
-import { runMigrations } from "../src/db/migrate.js";
 import { createLogger } from "../src/logger.js";
 import { startService } from "../src/service.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
+import { createScratchDatabase } from "./lib/database.js";
 import { TcpProxy } from "./lib/tcp-proxy.js";
 
 const JOBS = Number(process.env.CHAOS_JOBS ?? 2000);
@@ -35,15 +32,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (message: string) => console.log(`[chaos ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 async function main(): Promise<number> {
-  const name = `wo_chaos_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const url = new URL(adminUrl as string);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
-  const database = await openDatabase({ databaseUrl });
-  await runMigrations(database);
+  const scratch = await createScratchDatabase(adminUrl as string, "run", { prefix: "wo_chaos" });
+  const { database, url: databaseUrl } = scratch;
 
   // The receiver: fails a share of requests with 500, notes every attempt it answered 2xx per webhook-id.
   const okReceipts = new Map<string, number[]>();
@@ -218,9 +208,7 @@ async function main(): Promise<number> {
   await api.stop();
   await proxy.close();
   receiver.close();
-  await database.close();
-  await admin.query(`drop database ${name} with (force)`);
-  await admin.end();
+  await scratch.drop();
   return problems.length === 0 ? 0 : 1;
 }
 

@@ -38,9 +38,9 @@ export async function dropOpenScratchDatabases(): Promise<void> {
 export async function createScratchDatabase(
   adminUrl: string,
   label: string,
-  options: { migrate?: boolean; poolSize?: number } = {},
+  options: { migrate?: boolean; poolSize?: number; prefix?: string } = {},
 ): Promise<ScratchDatabase> {
-  const name = `wo_bench_${label}_${randomBytes(4).toString("hex")}`;
+  const name = `${options.prefix ?? "wo_bench"}_${label}_${randomBytes(4).toString("hex")}`;
   await adminQuery(adminUrl, `create database ${name}`);
   const url = withDatabaseName(adminUrl, name);
   const database = await openDatabase({ databaseUrl: url, poolSize: options.poolSize ?? 10 });
