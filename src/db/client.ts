@@ -13,6 +13,9 @@ export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export type Unlisten = () => Promise<void>;
 
+/** Raw SQL: the text, its parameters, and a statement name to prepare it under (ignored by PGlite). */
+export type Query = <Row>(text: string, params?: unknown[], name?: string) => Promise<Row[]>;
+
 /** The rows of a raw `execute` result; both drivers answer `{ rows }`. */
 export function rowsOf<Row>(result: unknown): Row[] {
   return (result as { rows: Row[] }).rows;
@@ -27,6 +30,8 @@ export interface Database {
   readonly kind: "postgres" | "pglite";
   readonly db: Db;
   query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]>;
+  /** Runs `work` in one transaction over raw SQL: the hot write paths, without a query builder. */
+  transaction<T>(work: (query: Query) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; reconnects on its own after a lost connection. */
   listen(channel: string, onNotify: () => void): Promise<Unlisten>;
   close(): Promise<void>;
@@ -64,6 +69,26 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
     async query<Row>(text: string, params: unknown[] = [], name?: string) {
       const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
       return result.rows as Row[];
+    },
+    async transaction<T>(work: (query: Query) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      const query: Query = async <Row>(text: string, params: unknown[] = [], name?: string) =>
+        (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[];
+      try {
+        await client.query("begin");
+        const result = await work(query);
+        await client.query("commit");
+        client.release();
+        return result;
+      } catch (error) {
+        // A client whose rollback fails is broken: release it with the error so the pool drops it.
+        const rollbackError = await client.query("rollback").then(
+          () => undefined,
+          (failure: Error) => failure,
+        );
+        client.release(rollbackError);
+        throw error;
+      }
     },
     listen: (channel, onNotify) => listenPostgres(url, channel, onNotify, options.onError),
     close: () => pool.end(),
@@ -153,6 +178,11 @@ async function openPglite(dataDir: string): Promise<Database> {
     async query<Row>(text: string, params: unknown[] = []) {
       const result = await client.query<Row>(text, params);
       return result.rows;
+    },
+    transaction<T>(work: (query: Query) => Promise<T>): Promise<T> {
+      return client.transaction((tx) =>
+        work(async <Row>(text: string, params: unknown[] = []) => (await tx.query<Row>(text, params)).rows),
+      );
     },
     async listen(channel, onNotify) {
       const unsubscribe = await client.listen(channel, () => onNotify());

@@ -1,11 +1,13 @@
-import { and, asc, desc, eq, gte, inArray, lt, lte, or, sql } from "drizzle-orm";
-import type { Database, Tx } from "../db/client.js";
-import { jobProjects, jobs, type ApiFlavor, type JobStatus, type ProjectStatus } from "../db/schema.js";
+import { and, desc, eq, gte, lt, or, sql } from "drizzle-orm";
+import type { Database, Query } from "../db/client.js";
+import { jobProjects, jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
 import { AppError, notFound } from "../errors.js";
 import { enqueueDelivery } from "../outbox/enqueue.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
+import * as jobSql from "./job-sql.js";
+import type { JobRow, ProjectRow } from "./job-sql.js";
 import { JOB_COMPLETED_EVENT, buildWebhookPayload, type JobSnapshot, type ProjectSnapshot } from "./payloads.js";
 import { jobStatusFromProjects, isTerminalJob, isTerminalProject } from "./status.js";
 
@@ -48,10 +50,7 @@ export interface JobListQuery {
   cursor?: string | undefined;
 }
 
-type JobRow = typeof jobs.$inferSelect;
-
 export const TIMEOUT_CODE = "TIMEOUT";
-type ProjectRow = typeof jobProjects.$inferSelect;
 
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
 export class JobService {
@@ -93,7 +92,7 @@ export class JobService {
       .from(jobs)
       .where(and(eq(jobs.id, jobId), eq(jobs.tenantId, tenantId)));
     if (!job) throw notFound("job");
-    return toView(job, await this.projectsOf(db, [job.id]));
+    return toView(job, await jobSql.projectsOf(this.query, [job.id]));
   }
 
   async list(query: JobListQuery): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
@@ -116,8 +115,8 @@ export class JobService {
       .orderBy(desc(jobs.createdAt), desc(jobs.id))
       .limit(query.limit + 1);
     const page = rows.slice(0, query.limit);
-    const projects = await this.projectsOf(
-      db,
+    const projects = await jobSql.projectsOf(
+      this.query,
       page.map((job) => job.id),
     );
     const last = page[page.length - 1];
@@ -133,13 +132,12 @@ export class JobService {
    * be the transition that makes the job terminal and enqueues its webhook.
    */
   async updateProject(jobId: string, index: number, update: ProjectUpdate): Promise<JobView> {
-    const { db } = this.options.database;
-    return db.transaction(async (tx) => {
-      const [job] = await tx.select().from(jobs).where(eq(jobs.id, jobId)).for("update");
+    return this.options.database.transaction(async (query) => {
+      const job = await jobSql.lockJob(query, jobId);
       if (!job) throw notFound("job");
       // A separate statement after the lock, so it reads the projects as the previous holder left them
       // (a join under FOR UPDATE would re-check the job row but return stale projects).
-      const projects = await this.projectsOf(tx, [jobId]);
+      const projects = await jobSql.projectsOf(query, [jobId]);
       const project = projects.find((candidate) => candidate.index === index);
       if (!project) throw notFound("project");
 
@@ -152,14 +150,10 @@ export class JobService {
         );
       }
 
-      const [updated] = await tx
-        .update(jobProjects)
-        .set(projectChanges(update))
-        .where(and(eq(jobProjects.jobId, jobId), eq(jobProjects.index, index)))
-        .returning();
+      const updated = await jobSql.updateProject(query, jobId, index, projectChange(update));
       if (!updated) throw new Error("project update returned no row");
       const nextProjects = projects.map((candidate) => (candidate.index === index ? updated : candidate));
-      return this.settleJob(tx, job, nextProjects);
+      return this.settleJob(query, job, nextProjects);
     });
   }
 
@@ -169,30 +163,16 @@ export class JobService {
    * once; a job another sweeper or a project report holds is simply left for the next sweep.
    */
   async failOverdue(limit = 100): Promise<number> {
-    const { db } = this.options.database;
-    return db.transaction(async (tx) => {
-      const overdue = await tx
-        .select()
-        .from(jobs)
-        .where(and(inArray(jobs.status, ["queued", "processing"]), lte(jobs.deadlineAt, sql`now()`)))
-        .orderBy(asc(jobs.deadlineAt))
-        .limit(limit)
-        .for("update", { skipLocked: true });
+    return this.options.database.transaction(async (query) => {
+      const overdue = await jobSql.lockOverdueJobs(query, limit);
       if (overdue.length === 0) return 0;
       const ids = overdue.map((job) => job.id);
-      await tx
-        .update(jobProjects)
-        .set({
-          status: "failed",
-          errorCode: TIMEOUT_CODE,
-          errorMessage: `generation did not finish within ${Math.round(this.options.jobTimeoutMs / 1000)} s`,
-          updatedAt: sql`now()`,
-        })
-        .where(and(inArray(jobProjects.jobId, ids), inArray(jobProjects.status, ["queued", "processing"])));
-      const projects = await this.projectsOf(tx, ids);
+      const seconds = Math.round(this.options.jobTimeoutMs / 1000);
+      await jobSql.failOpenProjects(query, ids, TIMEOUT_CODE, `generation did not finish within ${seconds} s`);
+      const projects = await jobSql.projectsOf(query, ids);
       for (const job of overdue) {
         await this.settleJob(
-          tx,
+          query,
           job,
           projects.filter((project) => project.jobId === job.id),
         );
@@ -202,21 +182,12 @@ export class JobService {
   }
 
   /** Recomputes the job's status from its projects; on the terminal transition, enqueues the webhook. */
-  private async settleJob(tx: Tx, job: JobRow, projects: ProjectRow[]): Promise<JobView> {
+  private async settleJob(query: Query, job: JobRow, projects: ProjectRow[]): Promise<JobView> {
     const status = jobStatusFromProjects(projects.map((project) => project.status));
     const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
-    const [settled] = await tx
-      .update(jobs)
-      .set({
-        status,
-        updatedAt: sql`now()`,
-        ...(becomesTerminal ? { completedAt: sql`now()` } : {}),
-      })
-      .where(eq(jobs.id, job.id))
-      .returning();
-    if (!settled) throw new Error("job update returned no row");
+    const settled = await jobSql.setJobStatus(query, job.id, status, becomesTerminal);
     if (becomesTerminal && settled.webhookUrl) {
-      await enqueueDelivery(tx, {
+      await enqueueDelivery(query, {
         tenantId: settled.tenantId,
         jobId: settled.id,
         eventType: JOB_COMPLETED_EVENT,
@@ -237,28 +208,20 @@ export class JobService {
     }
   }
 
-  private async projectsOf(db: Tx | Database["db"], jobIds: string[]): Promise<ProjectRow[]> {
-    if (jobIds.length === 0) return [];
-    return db
-      .select()
-      .from(jobProjects)
-      .where(inArray(jobProjects.jobId, jobIds))
-      .orderBy(asc(jobProjects.jobId), asc(jobProjects.index));
-  }
+  /** Raw SQL outside a transaction, for the read paths that share the write path's statements. */
+  private readonly query: Query = (text, params, name) => this.options.database.query(text, params, name);
+
 }
 
-function projectChanges(update: ProjectUpdate): Partial<typeof jobProjects.$inferInsert> {
-  const changes: Partial<typeof jobProjects.$inferInsert> = {
-    status: update.status satisfies ProjectStatus,
-    updatedAt: sql`now()` as unknown as Date,
+function projectChange(update: ProjectUpdate): jobSql.ProjectChange {
+  const failed = update.status === "failed";
+  return {
+    status: update.status,
+    videoUrl: update.videoUrl ?? null,
+    seed: update.seed ?? null,
+    errorCode: failed ? (update.error?.code ?? "GENERATION_FAILED") : null,
+    errorMessage: failed ? (update.error?.message ?? null) : null,
   };
-  if (update.videoUrl !== undefined) changes.videoUrl = update.videoUrl;
-  if (update.seed !== undefined) changes.seed = update.seed;
-  if (update.status === "failed") {
-    changes.errorCode = update.error?.code ?? "GENERATION_FAILED";
-    changes.errorMessage = update.error?.message ?? null;
-  }
-  return changes;
 }
 
 function toProjectSnapshot(project: ProjectRow): ProjectSnapshot {
