@@ -29,6 +29,7 @@ const USER_AGENT = "webhook-outbox/0.1";
  */
 export class HttpSender {
   private readonly agents = new Map<number, Agent>();
+  private readonly formChecked = new Map<string, UrlRejectedError | undefined>();
   private readonly lookup: ReturnType<typeof pinnedLookup>;
 
   constructor(private readonly urlPolicy: UrlPolicy) {
@@ -45,12 +46,8 @@ export class HttpSender {
       ...partial,
     });
 
-    try {
-      this.urlPolicy.parse(outgoing.url);
-    } catch (error) {
-      if (error instanceof UrlRejectedError) return finish(blocked(error));
-      throw error;
-    }
+    const refusal = this.formRefusal(outgoing.url);
+    if (refusal) return finish(blocked(refusal));
 
     // One controller and one plain timer per attempt: AbortSignal.timeout/any cost far more on the hot path.
     const controller = new AbortController();
@@ -69,7 +66,7 @@ export class HttpSender {
         body: outgoing.body,
         signal: controller.signal,
       });
-      const excerpt = await readExcerpt(response.body);
+      const excerpt = await readExcerpt(response.body, response.headers["content-length"]);
       const retryAfter = response.headers["retry-after"];
       return finish({
         responseStatus: response.statusCode,
@@ -95,6 +92,24 @@ export class HttpSender {
   async close(): Promise<void> {
     await Promise.all([...this.agents.values()].map((agent) => agent.close()));
     this.agents.clear();
+  }
+
+  /**
+   * The URL's form and IP-literal check, which depend on the URL alone: remembered per URL, since
+   * a delivery is attempted many times and a tenant sends to few URLs. (Names are vetted per connection.)
+   */
+  private formRefusal(url: string): UrlRejectedError | undefined {
+    if (this.formChecked.has(url)) return this.formChecked.get(url);
+    let refusal: UrlRejectedError | undefined;
+    try {
+      this.urlPolicy.parse(url);
+    } catch (error) {
+      if (!(error instanceof UrlRejectedError)) throw error;
+      refusal = error;
+    }
+    if (this.formChecked.size >= 10_000) this.formChecked.clear();
+    this.formChecked.set(url, refusal);
+    return refusal;
   }
 
   private agentFor(connectTimeoutMs: number): Agent {
@@ -125,7 +140,14 @@ function rejectionIn(error: unknown): UrlRejectedError | undefined {
 }
 
 /** Reads up to the cap, then drops the connection rather than drain an endless answer. */
-async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+async function readExcerpt(
+  body: AsyncIterable<Buffer> & { destroy(): void; arrayBuffer(): Promise<ArrayBuffer> },
+  contentLength: string | string[] | undefined,
+): Promise<string> {
+  // The common case, a small answer of declared length: one read, no stream iteration.
+  if (typeof contentLength === "string" && Number(contentLength) <= RESPONSE_READ_CAP_BYTES) {
+    return truncateUtf8(Buffer.from(await body.arrayBuffer()), RESPONSE_EXCERPT_BYTES);
+  }
   const chunks: Buffer[] = [];
   let read = 0;
   for await (const chunk of body) {
