@@ -8,6 +8,7 @@ import { AppError } from "./errors.js";
 import { redeliver } from "./outbox/redeliver.js";
 import { createApiKey, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
 import { createTenant } from "./tenants/tenant-service.js";
+import { isUuid } from "./uuid.js";
 
 const USAGE = `usage: webhook-outbox <command>
 
@@ -128,12 +129,11 @@ async function tenantCommand(config: Config, args: string[]): Promise<number> {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Operator redelivery: any tenant's delivery; a running worker picks it up through NOTIFY. */
 async function redeliverCommand(config: Config, args: string[]): Promise<number> {
   const [deliveryId, ...extra] = args;
-  if (!deliveryId || extra.length > 0 || !UUID.test(deliveryId)) {
+  if (!deliveryId || extra.length > 0 || !isUuid(deliveryId)) {
     process.stderr.write(`usage: webhook-outbox redeliver <deliveryId>   (the delivery's uuid, its webhook-id)\n`);
     return 2;
   }

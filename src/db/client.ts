@@ -8,18 +8,11 @@ import pg from "pg";
 import * as schema from "./schema.js";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
-/** A drizzle transaction handle; what the job service writes through. */
-export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export type Unlisten = () => Promise<void>;
 
 /** Raw SQL: the text, its parameters, and a statement name to prepare it under (ignored by PGlite). */
 export type Query = <Row>(text: string, params?: unknown[], name?: string) => Promise<Row[]>;
-
-/** The rows of a raw `execute` result; both drivers answer `{ rows }`. */
-export function rowsOf<Row>(result: unknown): Row[] {
-  return (result as { rows: Row[] }).rows;
-}
 
 /**
  * One handle over either a Postgres server (pg pool) or an embedded PGlite database.

@@ -28,10 +28,3 @@ export function jsonResponse<T extends z.ZodType>(schema: T, description: string
 export function jsonBody<T extends z.ZodType>(schema: T) {
   return { required: true, content: { "application/json": { schema } } };
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Path ids are checked by hand so that a malformed one is a plain 404, not a validation error. */
-export function isUuid(value: string): boolean {
-  return UUID.test(value);
-}

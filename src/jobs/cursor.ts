@@ -1,11 +1,11 @@
 import { AppError } from "../errors.js";
+import { isUuid } from "../uuid.js";
 
 export interface Cursor {
   createdAt: Date;
   id: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An opaque keyset cursor: the (created_at, id) of the last row of the previous page. */
 export function encodeCursor(cursor: Cursor): string {
@@ -15,7 +15,7 @@ export function encodeCursor(cursor: Cursor): string {
 export function decodeCursor(text: string): Cursor {
   const [iso, id] = Buffer.from(text, "base64url").toString("utf8").split("|");
   const createdAt = new Date(iso ?? "");
-  if (!id || !UUID.test(id) || Number.isNaN(createdAt.getTime())) {
+  if (!id || !isUuid(id) || Number.isNaN(createdAt.getTime())) {
     throw new AppError(400, "INVALID_CURSOR", "cursor is not one this API returned");
   }
   return { createdAt, id };

@@ -224,30 +224,10 @@ function projectChange(update: ProjectUpdate): jobSql.ProjectChange {
   };
 }
 
-function toProjectSnapshot(project: ProjectRow): ProjectSnapshot {
-  return {
-    id: project.id,
-    index: project.index,
-    status: project.status,
-    videoUrl: project.videoUrl,
-    seed: project.seed,
-    errorCode: project.errorCode,
-    errorMessage: project.errorMessage,
-  };
+function toProjectSnapshot({ jobId: _jobId, updatedAt: _updatedAt, ...project }: ProjectRow): ProjectSnapshot {
+  return project;
 }
 
 function toView(job: JobRow, projects: ProjectRow[]): JobView {
-  return {
-    id: job.id,
-    tenantId: job.tenantId,
-    apiFlavor: job.apiFlavor,
-    prompt: job.prompt,
-    status: job.status,
-    webhookUrl: job.webhookUrl,
-    createdAt: job.createdAt,
-    updatedAt: job.updatedAt,
-    completedAt: job.completedAt,
-    deadlineAt: job.deadlineAt,
-    projects: projects.filter((project) => project.jobId === job.id).map(toProjectSnapshot),
-  };
+  return { ...job, projects: projects.filter((project) => project.jobId === job.id).map(toProjectSnapshot) };
 }

@@ -3,15 +3,15 @@ import type { Database } from "../db/client.js";
 import { apiKeys, signingSecrets, tenants } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { apiKeyPrefix, generateApiKey, generateSigningSecret, hashApiKey, looksLikeApiKey } from "./credentials.js";
+import { isUuid } from "../uuid.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A tenant named by its id or, when unambiguous, by its name. */
 export async function findTenant(database: Database, ref: string): Promise<{ id: string; name: string }> {
   const rows = await database.db
     .select({ id: tenants.id, name: tenants.name })
     .from(tenants)
-    .where(UUID.test(ref) ? eq(tenants.id, ref) : eq(tenants.name, ref))
+    .where(isUuid(ref) ? eq(tenants.id, ref) : eq(tenants.name, ref))
     .limit(2);
   const [tenant] = rows;
   if (!tenant) throw new AppError(404, "TENANT_NOT_FOUND", `no tenant with id or name "${ref}"`);

@@ -14,7 +14,8 @@ import {
 import { redeliver } from "../../outbox/redeliver.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
-import { errorResponses, isUuid, jsonResponse } from "../openapi.js";
+import { errorResponses, jsonResponse } from "../openapi.js";
+import { isUuid } from "../../uuid.js";
 import { JobIdParamSchema } from "../schemas.js";
 
 const AttemptSchema = z

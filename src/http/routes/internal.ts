@@ -2,7 +2,8 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { notFound } from "../../errors.js";
 import type { JobService } from "../../jobs/job-service.js";
 import { validationHook } from "../errors.js";
-import { errorResponses, isUuid, jsonBody, jsonResponse } from "../openapi.js";
+import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
+import { isUuid } from "../../uuid.js";
 import { jobJson } from "../presenters.js";
 import { JobSchema, ProjectParamSchema, ProjectUpdateSchema } from "../schemas.js";
 

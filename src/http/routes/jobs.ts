@@ -4,7 +4,8 @@ import { notFound } from "../../errors.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
 import { jobJson } from "../presenters.js";
-import { errorResponses, isUuid, jsonBody, jsonResponse } from "../openapi.js";
+import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
+import { isUuid } from "../../uuid.js";
 import { GenerateRequestSchema, JobIdParamSchema, JobListQuerySchema, JobListSchema, JobSchema } from "../schemas.js";
 
 const security = [{ bearerAuth: [] }];

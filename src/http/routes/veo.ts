@@ -6,7 +6,8 @@ import { veoGeneration } from "../../jobs/payloads.js";
 import { MAX_URL_LENGTH } from "../../delivery/url-policy.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
-import { errorResponses, isUuid, jsonBody, jsonResponse } from "../openapi.js";
+import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
+import { isUuid } from "../../uuid.js";
 import { MAX_PROMPT_LENGTH } from "../schemas.js";
 
 /** Seeds are chosen from this range when the caller gives none, as the Veo3 provider does. */
