@@ -5,13 +5,8 @@
  * Env: DATABASE_URL, RECEIVER_URL, SIGNING_SECRET, CONCURRENCY, MAX_SECONDS.
  */
 import { Logger, run, type Task } from "graphile-worker";
-import { exitWhenOrphaned, newAgent, postSigned } from "../lib/post.js";
+import { exitWhenOrphaned, newAgent, postSigned, requiredEnv as env } from "../lib/post.js";
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is required`);
-  return value;
-};
 const receiverUrl = env("RECEIVER_URL");
 const secret = env("SIGNING_SECRET");
 const concurrency = Number(env("CONCURRENCY"));

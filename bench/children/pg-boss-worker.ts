@@ -7,15 +7,10 @@
  */
 import PgBoss from "pg-boss";
 import pg from "pg";
-import { exitWhenOrphaned, newAgent, postSigned } from "../lib/post.js";
+import { exitWhenOrphaned, newAgent, postSigned, requiredEnv as env } from "../lib/post.js";
 
 export const PG_BOSS_QUEUE = "webhook";
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is required`);
-  return value;
-};
 const receiverUrl = env("RECEIVER_URL");
 const secret = env("SIGNING_SECRET");
 const batchSize = Number(env("BATCH"));

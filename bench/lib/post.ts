@@ -62,3 +62,10 @@ export function exitWhenOrphaned(maxSeconds: number): void {
     process.exit(3);
   }, maxSeconds * 1000).unref();
 }
+
+/** A child process's required setting; a missing one stops it with the variable's name. */
+export function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is required`);
+  return value;
+}
