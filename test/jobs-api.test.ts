@@ -81,7 +81,7 @@ describe("project reports and the outbox transaction", () => {
     expect((deliveries[0]?.payload.projects as unknown[]).length).toBe(projectCount);
   });
 
-  it("freezes the payload at enqueue", async () => {
+  it("stores the terminal payload with the delivery", async () => {
     const jobId = await createJob();
     await harness.api.finishJob(jobId, 1, "failed");
     const [delivery] = await deliveriesOf(testDb.database, jobId);

@@ -95,6 +95,18 @@ describe("leases", () => {
     }
   });
 
+  it("claims the payload frozen at enqueue, not the job as it is at send time", async () => {
+    const jobId = await completedJob();
+    const [enqueued] = await deliveriesOf(testDb.database, jobId);
+    await testDb.database.query("update job_projects set video_url = 'https://cdn.example.com/rewritten.mp4' where job_id = $1", [jobId]);
+    const claimed = await claimDue(testDb.database, "worker-frozen", 100, 60_000);
+    const mine = claimed.find((delivery) => delivery.id === enqueued?.id);
+    expect(JSON.parse(mine?.body ?? "{}")).toEqual(enqueued?.payload);
+    expect(mine?.body).not.toContain("rewritten");
+    // Leave the queue empty for the tests that follow.
+    await recordAttempts(testDb.database, "worker-frozen", claimed.map((delivery) => succeeded(delivery.id, delivery.attempt_count)));
+  });
+
   it("a worker whose lease expired cannot overwrite the new owner's result", async () => {
     const jobId = await completedJob();
     const [first] = await claimDue(testDb.database, "worker-a", 10, 0);
