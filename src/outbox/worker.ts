@@ -216,17 +216,21 @@ export class OutboxWorker {
     const record = this.shutdown.signal.aborted
       ? interruptedRecord(delivery, result)
       : decideAttempt(delivery, result, this.options.retryAfterCapMs);
-    this.options.logger[record.outcome === "succeeded" ? "debug" : "info"](
-      {
-        deliveryId: delivery.id,
-        attempt: record.attemptNumber,
-        outcome: record.outcome,
-        status: record.responseStatus,
-        errorKind: record.errorKind,
-        durationMs: record.durationMs,
-      },
-      "attempt finished",
-    );
+    const level = record.outcome === "succeeded" ? "debug" : "info";
+    // Checked first: on the hot path a disabled level should not even build its log object.
+    if (this.options.logger.isLevelEnabled(level)) {
+      this.options.logger[level](
+        {
+          deliveryId: delivery.id,
+          attempt: record.attemptNumber,
+          outcome: record.outcome,
+          status: record.responseStatus,
+          errorKind: record.errorKind,
+          durationMs: record.durationMs,
+        },
+        "attempt finished",
+      );
+    }
     return record;
   }
 
