@@ -3,7 +3,7 @@ import type { Database, Query } from "../db/client.js";
 import { jobProjects, jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
 import { AppError, notFound } from "../errors.js";
-import { enqueueDelivery } from "../outbox/enqueue.js";
+import { enqueueDelivery, outboxValues, type NewDelivery } from "../outbox/enqueue.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import * as jobSql from "./job-sql.js";
@@ -51,6 +51,9 @@ export interface JobListQuery {
 }
 
 export const TIMEOUT_CODE = "TIMEOUT";
+
+/** Unlocked read-then-write rounds a report tries before it queues behind the job's row lock. */
+const OPTIMISTIC_ROUNDS = 3;
 
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
 export class JobService {
@@ -127,34 +130,51 @@ export class JobService {
   }
 
   /**
-   * Applies the generation backend's report on one project. The job row is locked first, so
-   * concurrent reports on one job's projects serialise: none is lost and only one of them can
-   * be the transition that makes the job terminal and enqueues its webhook.
+   * Applies the generation backend's report on one project: one unlocked read, then one statement
+   * that writes the project, the job and (on the terminal transition) its webhook row, applied only
+   * if the job has not moved since the read. Of concurrent reports on one job, one wins each round
+   * and the others read again; after a few lost rounds a report queues behind the job's row lock
+   * instead, so it cannot be starved. Either way none is lost and only one can make the job terminal.
    */
   async updateProject(jobId: string, index: number, update: ProjectUpdate): Promise<JobView> {
+    for (let round = 0; round < OPTIMISTIC_ROUNDS; round++) {
+      const view = await this.applyReport(this.query, jobId, index, update);
+      if (view) return view;
+    }
     return this.options.database.transaction(async (query) => {
-      const job = await jobSql.lockJob(query, jobId);
-      if (!job) throw notFound("job");
-      // A separate statement after the lock, so it reads the projects as the previous holder left them
-      // (a join under FOR UPDATE would re-check the job row but return stale projects).
-      const projects = await jobSql.projectsOf(query, [jobId]);
-      const project = projects.find((candidate) => candidate.index === index);
-      if (!project) throw notFound("project");
-
-      if (isTerminalProject(project.status)) {
-        if (project.status === update.status) return toView(job, projects); // a repeated terminal report
-        throw new AppError(
-          409,
-          "PROJECT_ALREADY_TERMINAL",
-          `project ${index} is already ${project.status} and cannot become ${update.status}`,
-        );
-      }
-
-      const updated = await jobSql.updateProject(query, jobId, index, projectChange(update));
-      if (!updated) throw new Error("project update returned no row");
-      const nextProjects = projects.map((candidate) => (candidate.index === index ? updated : candidate));
-      return this.settleJob(query, job, nextProjects);
+      if (!(await jobSql.lockJob(query, jobId))) throw notFound("job");
+      const view = await this.applyReport(query, jobId, index, update);
+      if (!view) throw new Error(`job ${jobId} changed while its row lock was held`);
+      return view;
     });
+  }
+
+  /** One read-then-write round of `updateProject`; undefined when another write got in between. */
+  private async applyReport(query: Query, jobId: string, index: number, update: ProjectUpdate): Promise<JobView | undefined> {
+    const state = await jobSql.readJobState(query, jobId);
+    if (!state) throw notFound("job");
+    const { job, projects, now } = state;
+    const project = projects.find((candidate) => candidate.index === index);
+    if (!project) throw notFound("project");
+
+    if (isTerminalProject(project.status)) {
+      if (project.status === update.status) return toView(job, projects); // a repeated terminal report
+      throw new AppError(
+        409,
+        "PROJECT_ALREADY_TERMINAL",
+        `project ${index} is already ${project.status} and cannot become ${update.status}`,
+      );
+    }
+
+    const updated = reportedProject(project, update, now);
+    const nextProjects = projects.map((candidate) => (candidate.index === index ? updated : candidate));
+    const status = jobStatusFromProjects(nextProjects.map((candidate) => candidate.status));
+    const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
+    const settled: JobRow = { ...job, status, updatedAt: now, completedAt: becomesTerminal ? now : job.completedAt };
+    const delivery =
+      becomesTerminal && settled.webhookUrl ? outboxValues(this.webhookOf(settled, nextProjects, settled.webhookUrl)) : undefined;
+    const written = await jobSql.writeReport(query, { jobId, version: state.version, job: settled, project: updated, delivery });
+    return written ? toView(settled, nextProjects) : undefined;
   }
 
   /**
@@ -186,17 +206,20 @@ export class JobService {
     const status = jobStatusFromProjects(projects.map((project) => project.status));
     const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
     const settled = await jobSql.setJobStatus(query, job.id, status, becomesTerminal);
-    if (becomesTerminal && settled.webhookUrl) {
-      await enqueueDelivery(query, {
-        tenantId: settled.tenantId,
-        jobId: settled.id,
-        eventType: JOB_COMPLETED_EVENT,
-        url: settled.webhookUrl,
-        payload: buildWebhookPayload(settled, projects.map(toProjectSnapshot)),
-        policy: this.options.deliveryPolicies[settled.apiFlavor],
-      });
-    }
+    if (becomesTerminal && settled.webhookUrl) await enqueueDelivery(query, this.webhookOf(settled, projects, settled.webhookUrl));
     return toView(settled, projects);
+  }
+
+  /** The `job.completed` delivery of a job that has just become terminal, with its surface's policy. */
+  private webhookOf(job: JobRow, projects: ProjectRow[], url: string): NewDelivery {
+    return {
+      tenantId: job.tenantId,
+      jobId: job.id,
+      eventType: JOB_COMPLETED_EVENT,
+      url,
+      payload: buildWebhookPayload(job, projects.map(toProjectSnapshot)),
+      policy: this.options.deliveryPolicies[job.apiFlavor],
+    };
   }
 
   private async vetWebhookUrl(url: string): Promise<void> {
@@ -213,14 +236,17 @@ export class JobService {
 
 }
 
-function projectChange(update: ProjectUpdate): jobSql.ProjectChange {
+/** The project after a report; a field the report leaves out keeps its stored value. */
+function reportedProject(project: ProjectRow, update: ProjectUpdate, now: Date): ProjectRow {
   const failed = update.status === "failed";
   return {
+    ...project,
     status: update.status,
-    videoUrl: update.videoUrl ?? null,
-    seed: update.seed ?? null,
-    errorCode: failed ? (update.error?.code ?? "GENERATION_FAILED") : null,
-    errorMessage: failed ? (update.error?.message ?? null) : null,
+    videoUrl: update.videoUrl ?? project.videoUrl,
+    seed: update.seed ?? project.seed,
+    errorCode: failed ? (update.error?.code ?? "GENERATION_FAILED") : project.errorCode,
+    errorMessage: (failed ? update.error?.message : undefined) ?? project.errorMessage,
+    updatedAt: now,
   };
 }
 

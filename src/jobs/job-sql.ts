@@ -1,4 +1,5 @@
 import type { Query } from "../db/client.js";
+import { NOTIFY_OUTBOX, outboxInsert } from "../outbox/enqueue.js";
 import type { jobProjects, jobs, JobStatus, ProjectStatus } from "../db/schema.js";
 
 /*
@@ -36,6 +37,8 @@ interface ProjectRecord {
   error_message: string | null;
   updated_at: Date | string;
 }
+
+const prefixed = (alias: string, columns: string) => columns.replace(/(^|, )/g, `$1${alias}`);
 
 const toDate = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
 
@@ -95,26 +98,120 @@ export async function projectsOf(query: Query, jobIds: string[]): Promise<Projec
   return rows.map(toProject);
 }
 
-export interface ProjectChange {
-  status: ProjectStatus;
-  videoUrl: string | null;
-  seed: number | null;
-  errorCode: string | null;
-  errorMessage: string | null;
+/** A job and its projects as one statement saw them, with the job row's version and the database clock. */
+export interface JobState {
+  job: JobRow;
+  projects: ProjectRow[];
+  /** The job row's `xmin`: every write to the job or its projects rewrites the job row, so this moves. */
+  version: string;
+  now: Date;
 }
 
-/** Applies a report; a null field leaves the stored value as it was. */
-export async function updateProject(query: Query, jobId: string, index: number, change: ProjectChange): Promise<ProjectRow | undefined> {
-  const [row] = await query<ProjectRecord>(
-    `update job_projects
-     set status = $3, video_url = coalesce($4, video_url), seed = coalesce($5, seed),
-         error_code = coalesce($6, error_code), error_message = coalesce($7, error_message), updated_at = now()
-     where job_id = $1 and index = $2
-     returning ${PROJECT_COLUMNS}`,
-    [jobId, index, change.status, change.videoUrl, change.seed, change.errorCode, change.errorMessage],
-    "job_project_update",
+interface JobStateRecord extends JobRecord {
+  version: string;
+  read_at: Date | string;
+  p_id: string | null;
+  p_index: number | null;
+  p_status: ProjectStatus | null;
+  p_video_url: string | null;
+  p_seed: string | number | bigint | null;
+  p_error_code: string | null;
+  p_error_message: string | null;
+  p_updated_at: Date | string | null;
+}
+
+/** One snapshot of a job and its projects, without a lock: the write that follows checks `version`. */
+export async function readJobState(query: Query, jobId: string): Promise<JobState | undefined> {
+  const rows = await query<JobStateRecord>(
+    `select j.xmin::text as version, now() as read_at, ${prefixed("j.", JOB_COLUMNS)},
+            p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
+            p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
+     from jobs j left join job_projects p on p.job_id = j.id
+     where j.id = $1
+     order by p.index`,
+    [jobId],
+    "job_read_state",
   );
-  return row && toProject(row);
+  const [first] = rows;
+  if (!first) return undefined;
+  const projects: ProjectRow[] = [];
+  for (const row of rows) {
+    if (row.p_id === null) continue;
+    projects.push(
+      toProject({
+        id: row.p_id,
+        job_id: row.id,
+        index: row.p_index as number,
+        status: row.p_status as ProjectStatus,
+        video_url: row.p_video_url,
+        seed: row.p_seed,
+        error_code: row.p_error_code,
+        error_message: row.p_error_message,
+        updated_at: row.p_updated_at as Date | string,
+      }),
+    );
+  }
+  return { job: toJob(first), projects, version: first.version, now: toDate(first.read_at) };
+}
+
+export interface ReportWrite {
+  jobId: string;
+  /** The version `readJobState` saw; the write applies only if the job row still has it. */
+  version: string;
+  job: Pick<JobRow, "status" | "updatedAt" | "completedAt">;
+  project: Pick<ProjectRow, "index" | "status" | "videoUrl" | "seed" | "errorCode" | "errorMessage" | "updatedAt">;
+  /** `outboxValues(...)` when this write makes the job terminal and it has a webhook. */
+  delivery: unknown[] | undefined;
+}
+
+const NO_DELIVERY: unknown[] = Array.from({ length: 10 }, () => null);
+
+// The job, the project and the outbox row in one statement. It waits on the job row's lock, and
+// under READ COMMITTED re-checks `xmin` against the row as the previous holder left it: a stale
+// version matches nothing, so nothing is written and the caller reads again.
+const REPORT_SQL = `
+with job as (
+  update jobs set status = $3, updated_at = $4, completed_at = $5
+  where id = $1 and xmin = $2::xid
+  returning id
+), project as (
+  update job_projects
+  set status = $7, video_url = $8, seed = $9, error_code = $10, error_message = $11, updated_at = $12
+  where job_id = (select id from job) and index = $6
+  returning index
+), inserted as (
+  ${outboxInsert(13, "exists (select from job) and $17::jsonb is not null")}
+), notified as (
+  select ${NOTIFY_OUTBOX} from inserted
+)
+select (select count(*) from job)::int as jobs, (select count(*) from project)::int as projects,
+       (select count(*) from notified)::int as enqueued`;
+
+/** Applies one report written by `readJobState`'s caller; false when the job moved since it was read. */
+export async function writeReport(query: Query, write: ReportWrite): Promise<boolean> {
+  const { job, project } = write;
+  const [row] = await query<{ jobs: number; projects: number }>(
+    REPORT_SQL,
+    [
+      write.jobId,
+      write.version,
+      job.status,
+      job.updatedAt,
+      job.completedAt,
+      project.index,
+      project.status,
+      project.videoUrl,
+      project.seed,
+      project.errorCode,
+      project.errorMessage,
+      project.updatedAt,
+      ...(write.delivery ?? NO_DELIVERY),
+    ],
+    "job_write_report",
+  );
+  if (row?.jobs !== 1) return false;
+  if (row.projects !== 1) throw new Error(`project ${project.index} of job ${write.jobId} vanished while its job row was locked`);
+  return true;
 }
 
 /** Fails every open project of the given jobs with `code`. */

@@ -3,6 +3,9 @@ import type { DeliveryPolicy } from "./policy.js";
 
 export const OUTBOX_CHANNEL = "webhook_outbox";
 
+/** Wakes the workers when the transaction commits; Postgres folds identical NOTIFYs into one per transaction. */
+export const NOTIFY_OUTBOX = `pg_notify('${OUTBOX_CHANNEL}', '')`;
+
 export interface NewDelivery {
   tenantId: string;
   jobId: string;
@@ -12,40 +15,45 @@ export interface NewDelivery {
   policy: DeliveryPolicy;
 }
 
-// One round trip: the insert, and the NOTIFY only when a row was actually written.
-const ENQUEUE_SQL = `
-with inserted as (
-  insert into webhook_deliveries
-    (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
-     next_attempt_at)
-  values ($1, $2, $3, $4, $5::jsonb, $6, $7::int[], $8, $9, now() + $10 * interval '1 millisecond')
-  on conflict (job_id, event_type) do nothing
-  returning id
-)
-select id, pg_notify('${OUTBOX_CHANNEL}', '') from inserted`;
+/** The outbox row's values, in the order `outboxInsert` reads its ten parameters. */
+export function outboxValues(delivery: NewDelivery): unknown[] {
+  const { policy } = delivery;
+  return [
+    delivery.tenantId,
+    delivery.jobId,
+    delivery.eventType,
+    delivery.url,
+    JSON.stringify(delivery.payload),
+    policy.retryDelaysMs.length,
+    policy.retryDelaysMs,
+    policy.timeoutMs,
+    policy.connectTimeoutMs,
+    policy.retryDelaysMs[0] ?? 0,
+  ];
+}
 
 /**
- * Writes the outbox row inside the caller's transaction and wakes the workers when it commits.
- * A second enqueue of the same (job, event) is a no-op: the unique constraint keeps one delivery.
- * NOTIFY with an identical payload is folded into one per transaction by Postgres.
+ * The outbox INSERT over parameters $first … $first+9 (as `outboxValues` orders them), written only
+ * where `condition` holds, so a larger statement can enqueue as one of its steps. A second enqueue of
+ * the same (job, event) is a no-op: the unique constraint keeps one delivery.
  */
+export function outboxInsert(first: number, condition = "true"): string {
+  const $ = (offset: number) => `$${first + offset}`;
+  return `insert into webhook_deliveries
+    (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
+     next_attempt_at)
+  select ${$(0)}::uuid, ${$(1)}::uuid, ${$(2)}::text, ${$(3)}::text, ${$(4)}::jsonb, ${$(5)}::int, ${$(6)}::int[],
+         ${$(7)}::int, ${$(8)}::int, now() + ${$(9)}::int * interval '1 millisecond'
+  where ${condition}
+  on conflict (job_id, event_type) do nothing
+  returning id`;
+}
+
+// One round trip: the insert, and the NOTIFY only when a row was actually written.
+const ENQUEUE_SQL = `with inserted as (${outboxInsert(1)}) select id, ${NOTIFY_OUTBOX} from inserted`;
+
+/** Writes the outbox row inside the caller's transaction and wakes the workers when it commits. */
 export async function enqueueDelivery(query: Query, delivery: NewDelivery): Promise<string | undefined> {
-  const { policy } = delivery;
-  const [row] = await query<{ id: string }>(
-    ENQUEUE_SQL,
-    [
-      delivery.tenantId,
-      delivery.jobId,
-      delivery.eventType,
-      delivery.url,
-      JSON.stringify(delivery.payload),
-      policy.retryDelaysMs.length,
-      policy.retryDelaysMs,
-      policy.timeoutMs,
-      policy.connectTimeoutMs,
-      policy.retryDelaysMs[0] ?? 0,
-    ],
-    "outbox_enqueue",
-  );
+  const [row] = await query<{ id: string }>(ENQUEUE_SQL, outboxValues(delivery), "outbox_enqueue");
   return row?.id;
 }

@@ -1,6 +1,6 @@
 import type { Database } from "../db/client.js";
 import { AppError, notFound } from "../errors.js";
-import { OUTBOX_CHANNEL } from "./enqueue.js";
+import { NOTIFY_OUTBOX } from "./enqueue.js";
 
 export interface RedeliveredDelivery {
   id: string;
@@ -28,7 +28,7 @@ with redelivered as (
   where id = $1 and ($2::uuid is null or tenant_id = $2) and status in ('succeeded', 'failed')
   returning id, attempt_count, max_attempts
 )
-select r.id, r.attempt_count, r.max_attempts, pg_notify('${OUTBOX_CHANNEL}', '') is not null as notified
+select r.id, r.attempt_count, r.max_attempts, ${NOTIFY_OUTBOX} is not null as notified
 from redelivered r`;
 
 const STATUS_SQL = `select status from webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;
