@@ -11,6 +11,7 @@ import { createApp } from "./http/app.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
+import { OutboxNotifier } from "./outbox/notifier.js";
 import type { DeliveryPolicy } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
@@ -78,6 +79,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     urlPolicy,
     deliveryPolicies: deliveryPolicies(config),
     jobTimeoutMs: config.JOB_TIMEOUT,
+    notifier: new OutboxNotifier(database, (error) =>
+      // The workers' poll finds the row instead; the report itself has committed.
+      logger.warn({ error: error instanceof Error ? error.message : String(error) }, "NOTIFY after enqueue failed"),
+    ),
   });
 
   let sender: HttpSender | undefined;
@@ -96,6 +101,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       hostConcurrency: config.WORKER_HOST_CONCURRENCY,
       shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
+      batchWindowMs: config.WORKER_BATCH_WINDOW_MS,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,
       retryAfterCapMs: config.WEBHOOK_RETRY_AFTER_CAP,

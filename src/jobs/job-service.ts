@@ -4,6 +4,7 @@ import { jobProjects, jobs, type ApiFlavor, type JobStatus } from "../db/schema.
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
 import { AppError, notFound } from "../errors.js";
 import { enqueueDelivery, outboxValues, type NewDelivery } from "../outbox/enqueue.js";
+import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import * as jobSql from "./job-sql.js";
@@ -16,6 +17,8 @@ export interface JobServiceOptions {
   urlPolicy: UrlPolicy;
   deliveryPolicies: Record<ApiFlavor, DeliveryPolicy>;
   jobTimeoutMs: number;
+  /** Wakes the workers after a commit that enqueued; by default one of its own that reports no errors. */
+  notifier?: OutboxNotifier;
 }
 
 export interface NewJob {
@@ -52,12 +55,22 @@ export interface JobListQuery {
 
 export const TIMEOUT_CODE = "TIMEOUT";
 
+interface AppliedReport {
+  view: JobView;
+  /** This report made the job terminal and wrote its webhook row: the workers need a wake-up. */
+  enqueued: boolean;
+}
+
 /** Unlocked read-then-write rounds a report tries before it queues behind the job's row lock. */
 const OPTIMISTIC_ROUNDS = 3;
 
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
 export class JobService {
-  constructor(private readonly options: JobServiceOptions) {}
+  private readonly notifier: OutboxNotifier;
+
+  constructor(private readonly options: JobServiceOptions) {
+    this.notifier = options.notifier ?? new OutboxNotifier(options.database);
+  }
 
   async create(input: NewJob): Promise<JobView> {
     if (input.webhookUrl !== undefined) await this.vetWebhookUrl(input.webhookUrl);
@@ -137,20 +150,23 @@ export class JobService {
    * instead, so it cannot be starved. Either way none is lost and only one can make the job terminal.
    */
   async updateProject(jobId: string, index: number, update: ProjectUpdate): Promise<JobView> {
-    for (let round = 0; round < OPTIMISTIC_ROUNDS; round++) {
-      const view = await this.applyReport(this.query, jobId, index, update);
-      if (view) return view;
+    let report: AppliedReport | undefined;
+    for (let round = 0; round < OPTIMISTIC_ROUNDS && !report; round++) {
+      report = await this.applyReport(this.query, jobId, index, update);
     }
-    return this.options.database.transaction(async (query) => {
+    report ??= await this.options.database.transaction(async (query) => {
       if (!(await jobSql.lockJob(query, jobId))) throw notFound("job");
-      const view = await this.applyReport(query, jobId, index, update);
-      if (!view) throw new Error(`job ${jobId} changed while its row lock was held`);
-      return view;
+      const locked = await this.applyReport(query, jobId, index, update);
+      if (!locked) throw new Error(`job ${jobId} changed while its row lock was held`);
+      return locked;
     });
+    // The report has committed; the wake-up need not hold up its answer.
+    if (report.enqueued) void this.notifier.notify();
+    return report.view;
   }
 
   /** One read-then-write round of `updateProject`; undefined when another write got in between. */
-  private async applyReport(query: Query, jobId: string, index: number, update: ProjectUpdate): Promise<JobView | undefined> {
+  private async applyReport(query: Query, jobId: string, index: number, update: ProjectUpdate): Promise<AppliedReport | undefined> {
     const state = await jobSql.readJobState(query, jobId);
     if (!state) throw notFound("job");
     const { job, projects, now } = state;
@@ -158,7 +174,8 @@ export class JobService {
     if (!project) throw notFound("project");
 
     if (isTerminalProject(project.status)) {
-      if (project.status === update.status) return toView(job, projects); // a repeated terminal report
+      // A repeated terminal report changes nothing.
+      if (project.status === update.status) return { view: toView(job, projects), enqueued: false };
       throw new AppError(
         409,
         "PROJECT_ALREADY_TERMINAL",
@@ -174,7 +191,8 @@ export class JobService {
     const delivery =
       becomesTerminal && settled.webhookUrl ? outboxValues(this.webhookOf(settled, nextProjects, settled.webhookUrl)) : undefined;
     const written = await jobSql.writeReport(query, { jobId, version: state.version, job: settled, project: updated, delivery });
-    return written ? toView(settled, nextProjects) : undefined;
+    if (written === "stale") return undefined;
+    return { view: toView(settled, nextProjects), enqueued: written === "enqueued" };
   }
 
   /**
@@ -183,31 +201,35 @@ export class JobService {
    * once; a job another sweeper or a project report holds is simply left for the next sweep.
    */
   async failOverdue(limit = 100): Promise<number> {
-    return this.options.database.transaction(async (query) => {
+    const swept = await this.options.database.transaction(async (query) => {
       const overdue = await jobSql.lockOverdueJobs(query, limit);
-      if (overdue.length === 0) return 0;
+      if (overdue.length === 0) return { jobs: 0, enqueued: false };
       const ids = overdue.map((job) => job.id);
       const seconds = Math.round(this.options.jobTimeoutMs / 1000);
       await jobSql.failOpenProjects(query, ids, TIMEOUT_CODE, `generation did not finish within ${seconds} s`);
       const projects = await jobSql.projectsOf(query, ids);
+      let enqueued = false;
       for (const job of overdue) {
-        await this.settleJob(
+        const settled = await this.settleJob(
           query,
           job,
           projects.filter((project) => project.jobId === job.id),
         );
+        enqueued ||= settled.enqueued;
       }
-      return overdue.length;
+      return { jobs: overdue.length, enqueued };
     });
+    if (swept.enqueued) void this.notifier.notify();
+    return swept.jobs;
   }
 
   /** Recomputes the job's status from its projects; on the terminal transition, enqueues the webhook. */
-  private async settleJob(query: Query, job: JobRow, projects: ProjectRow[]): Promise<JobView> {
+  private async settleJob(query: Query, job: JobRow, projects: ProjectRow[]): Promise<{ enqueued: boolean }> {
     const status = jobStatusFromProjects(projects.map((project) => project.status));
     const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
     const settled = await jobSql.setJobStatus(query, job.id, status, becomesTerminal);
-    if (becomesTerminal && settled.webhookUrl) await enqueueDelivery(query, this.webhookOf(settled, projects, settled.webhookUrl));
-    return toView(settled, projects);
+    if (!becomesTerminal || !settled.webhookUrl) return { enqueued: false };
+    return { enqueued: (await enqueueDelivery(query, this.webhookOf(settled, projects, settled.webhookUrl))) !== undefined };
   }
 
   /** The `job.completed` delivery of a job that has just become terminal, with its surface's policy. */

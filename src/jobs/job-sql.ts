@@ -1,5 +1,5 @@
 import type { Query } from "../db/client.js";
-import { NOTIFY_OUTBOX, outboxInsert } from "../outbox/enqueue.js";
+import { outboxInsert } from "../outbox/enqueue.js";
 import type { jobProjects, jobs, JobStatus, ProjectStatus } from "../db/schema.js";
 
 /*
@@ -181,16 +181,16 @@ with job as (
   returning index
 ), inserted as (
   ${outboxInsert(13, "exists (select from job) and $17::jsonb is not null")}
-), notified as (
-  select ${NOTIFY_OUTBOX} from inserted
 )
 select (select count(*) from job)::int as jobs, (select count(*) from project)::int as projects,
-       (select count(*) from notified)::int as enqueued`;
+       (select count(*) from inserted)::int as enqueued`;
 
-/** Applies one report written by `readJobState`'s caller; false when the job moved since it was read. */
-export async function writeReport(query: Query, write: ReportWrite): Promise<boolean> {
+export type ReportWritten = "stale" | "written" | "enqueued";
+
+/** Applies one report built from `readJobState`; "stale" when the job moved since it was read. */
+export async function writeReport(query: Query, write: ReportWrite): Promise<ReportWritten> {
   const { job, project } = write;
-  const [row] = await query<{ jobs: number; projects: number }>(
+  const [row] = await query<{ jobs: number; projects: number; enqueued: number }>(
     REPORT_SQL,
     [
       write.jobId,
@@ -209,9 +209,9 @@ export async function writeReport(query: Query, write: ReportWrite): Promise<boo
     ],
     "job_write_report",
   );
-  if (row?.jobs !== 1) return false;
+  if (row?.jobs !== 1) return "stale";
   if (row.projects !== 1) throw new Error(`project ${project.index} of job ${write.jobId} vanished while its job row was locked`);
-  return true;
+  return row.enqueued > 0 ? "enqueued" : "written";
 }
 
 /** Fails every open project of the given jobs with `code`. */

@@ -3,9 +3,6 @@ import type { DeliveryPolicy } from "./policy.js";
 
 export const OUTBOX_CHANNEL = "webhook_outbox";
 
-/** Wakes the workers when the transaction commits; Postgres folds identical NOTIFYs into one per transaction. */
-export const NOTIFY_OUTBOX = `pg_notify('${OUTBOX_CHANNEL}', '')`;
-
 export interface NewDelivery {
   tenantId: string;
   jobId: string;
@@ -49,10 +46,12 @@ export function outboxInsert(first: number, condition = "true"): string {
   returning id`;
 }
 
-// One round trip: the insert, and the NOTIFY only when a row was actually written.
-const ENQUEUE_SQL = `with inserted as (${outboxInsert(1)}) select id, ${NOTIFY_OUTBOX} from inserted`;
+const ENQUEUE_SQL = outboxInsert(1);
 
-/** Writes the outbox row inside the caller's transaction and wakes the workers when it commits. */
+/**
+ * Writes the outbox row inside the caller's transaction; returns its id, or undefined when the
+ * (job, event) already had one. After the commit, wake the workers with `OutboxNotifier`.
+ */
 export async function enqueueDelivery(query: Query, delivery: NewDelivery): Promise<string | undefined> {
   const [row] = await query<{ id: string }>(ENQUEUE_SQL, outboxValues(delivery), "outbox_enqueue");
   return row?.id;

@@ -1,6 +1,6 @@
 import type { Database } from "../db/client.js";
 import { AppError, notFound } from "../errors.js";
-import { NOTIFY_OUTBOX } from "./enqueue.js";
+import { OUTBOX_CHANNEL } from "./enqueue.js";
 
 export interface RedeliveredDelivery {
   id: string;
@@ -14,7 +14,8 @@ export interface RedeliveredDelivery {
  * Attempt numbers keep counting up (nextAfterFailure indexes the schedule from
  * max_attempts - schedule length), so the earlier attempts stay as they were and new ones append.
  * The status guard makes this atomic against a worker: a delivery in flight is never touched.
- * The NOTIFY is sent only when the update happened, and is delivered when the statement commits.
+ * The NOTIFY is sent only when the update happened, and is delivered when the statement commits
+ * (in the statement: redelivery is rare, so holding the notify lock through its commit costs nothing).
  */
 const REDELIVER_SQL = `
 with redelivered as (
@@ -28,7 +29,7 @@ with redelivered as (
   where id = $1 and ($2::uuid is null or tenant_id = $2) and status in ('succeeded', 'failed')
   returning id, attempt_count, max_attempts
 )
-select r.id, r.attempt_count, r.max_attempts, ${NOTIFY_OUTBOX} is not null as notified
+select r.id, r.attempt_count, r.max_attempts, pg_notify('${OUTBOX_CHANNEL}', '') is not null as notified
 from redelivered r`;
 
 const STATUS_SQL = `select status from webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;

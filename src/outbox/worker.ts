@@ -28,6 +28,12 @@ export interface WorkerOptions {
   hostConcurrency: number;
   /** Most deliveries claimed per round trip. */
   batchSize: number;
+  /**
+   * After a claim that emptied the queue, the next claim (and likewise the next write of results)
+   * waits until this long after the previous one, so deliveries that arrive close together share a
+   * round trip. A delivery arriving after a quiet spell is claimed at once. 0 turns this off.
+   */
+  batchWindowMs?: number;
   /** Fallback when no NOTIFY arrives. */
   pollIntervalMs: number;
   /** Added to each delivery's request timeout to form its lease. */
@@ -58,12 +64,18 @@ export class OutboxWorker {
   /** Aborted when the shutdown grace runs out: every attempt still in flight listens to it. */
   private readonly shutdown = new AbortController();
   private wakeRequested = false;
+  /** More may be due than the last claim took: a freed slot is then worth a claim. */
+  private backlog = true;
   private wake: (() => void) | undefined;
   private unlisten: Unlisten | undefined;
   private readonly results: AttemptRecord[] = [];
   private flushing: Promise<void> | undefined;
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private dbBackoffMs = 0;
+  /** performance.now() when the last claim, and the last write of results, started. */
+  private lastClaimAt = -Infinity;
+  private lastFlushAt = -Infinity;
+  private lastClaimFull = false;
 
   /** The smallest claim worth a round trip while attempts are in flight: a quarter of a batch. */
   private readonly minClaim: number;
@@ -109,6 +121,7 @@ export class OutboxWorker {
 
   /** Something may be due: wake the loop now or as soon as it next waits. */
   poke(): void {
+    this.backlog = true;
     this.wakeRequested = true;
     this.wake?.();
   }
@@ -121,19 +134,28 @@ export class OutboxWorker {
         await this.idle(this.options.pollIntervalMs);
         continue;
       }
+      if (!this.lastClaimFull && (await this.waitOutWindow(this.lastClaimAt)) && !this.running) break;
       const limit = Math.min(free, this.options.batchSize);
+      const skippedHosts = this.saturatedHosts();
       let claimed: ClaimedDelivery[];
+      // Cleared before the claim, so a NOTIFY that arrives during it still counts.
+      this.backlog = false;
+      this.lastClaimAt = performance.now();
       try {
-        claimed = await claimDue(this.options.database, this.workerId, limit, this.options.leaseMarginMs, this.saturatedHosts());
+        claimed = await claimDue(this.options.database, this.workerId, limit, this.options.leaseMarginMs, skippedHosts);
         this.dbBackoffMs = 0;
       } catch (error) {
+        this.backlog = true;
         this.dbBackoffMs = Math.min(Math.max(this.dbBackoffMs * 2, 100), 5_000);
         this.options.logger.error({ err: error, retryInMs: this.dbBackoffMs }, "claim failed");
         await this.idle(this.dbBackoffMs);
         continue;
       }
       this.options.onClaim?.(claimed.length);
+      this.lastClaimFull = claimed.length === limit;
       const overCap = this.startAll(claimed);
+      // Due rows may remain: the claim was full, or left some destination's rows for a free slot of its own.
+      if (claimed.length === limit || skippedHosts.length > 0 || overCap.length > 0) this.backlog = true;
       if (overCap.length > 0) await this.release(overCap);
       if (claimed.length < limit) await this.idle(this.options.pollIntervalMs);
     }
@@ -163,7 +185,8 @@ export class OutboxWorker {
         .finally(() => {
           this.inFlight--;
           this.releaseHost(host);
-          this.poke();
+          // A claim that came back short emptied the queue: until a NOTIFY says otherwise, a free slot has nothing to fetch.
+          if (this.backlog) this.poke();
         });
     }
     return overCap;
@@ -205,6 +228,14 @@ export class OutboxWorker {
       this.wake = undefined;
       this.wakeRequested = false;
     });
+  }
+
+  /** Sleeps out the rest of the batch window begun at `since`; true if it slept. */
+  private async waitOutWindow(since: number): Promise<boolean> {
+    const remaining = since + (this.options.batchWindowMs ?? 0) - performance.now();
+    if (remaining <= 0) return false;
+    await this.sleep(remaining);
+    return true;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -264,6 +295,9 @@ export class OutboxWorker {
   private async flush(): Promise<void> {
     let backoffMs = 50;
     while (this.results.length > 0) {
+      // While running, results that finish close together share one write; on the way out, no waiting.
+      if (this.running) await this.waitOutWindow(this.lastFlushAt);
+      this.lastFlushAt = performance.now();
       const batch = this.results.splice(0, this.results.length);
       try {
         this.settled(batch, await recordAttempts(this.options.database, this.workerId, batch));
