@@ -24,6 +24,7 @@ export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<
     DATABASE_URL: databaseUrl,
     WORKER_CONCURRENCY: String(settings.concurrency),
     WORKER_BATCH_SIZE: String(settings.batchSize),
+    WORKER_BATCH_WINDOW_MS: String(settings.batchWindowMs),
     // One receiver is one destination: a per-host cap below the concurrency would throttle the run.
     WORKER_HOST_CONCURRENCY: String(settings.concurrency),
     WORKER_POLL_INTERVAL_MS: "1000",
