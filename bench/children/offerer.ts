@@ -11,6 +11,7 @@ import { JobService } from "../../src/jobs/job-service.js";
 import { deliveryPolicies } from "../../src/service.js";
 import { exitWhenOrphaned } from "../lib/post.js";
 
+/** Each command is one offering at the rate, answered by one report; a warm-up is simply an offering whose report is ignored. */
 export type OffererCommand = { type: "offer"; jobIds: string[] };
 export interface OffererReport {
   type: "done";

@@ -85,7 +85,7 @@ export function readSettings(): BenchSettings {
     concurrency,
     httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),
     batchSize: integer("BENCH_BATCH_SIZE", 64),
-    batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5),
+    batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5, 0),
     latencyRate: integer("BENCH_LATENCY_RATE", 1000),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),

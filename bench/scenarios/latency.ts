@@ -33,19 +33,35 @@ export interface LatencyResult {
 
 const WARM_UP_JOBS = 50;
 
-/** Runs the offering in its own process and waits for its per-job timings. */
-async function offerFromChild(databaseUrl: string, rate: number, jobIds: string[]): Promise<OffererReport> {
+/**
+ * Runs the offerings in their own process, one after another, and returns the last one's report.
+ * Earlier offerings warm that process up (its pool's connections, prepared statements, JIT);
+ * `between` runs after each of them (to let the workers catch up).
+ */
+async function offerFromChild(
+  databaseUrl: string,
+  rate: number,
+  offerings: string[][],
+  between: () => Promise<void>,
+): Promise<OffererReport> {
+  const jobs = offerings.reduce((sum, ids) => sum + ids.length, 0);
   const child = forkTs("bench/children/offerer.ts", {
     DATABASE_URL: databaseUrl,
     RATE: String(rate),
-    MAX_SECONDS: String(120 + Math.ceil(jobIds.length / 10)),
+    MAX_SECONDS: String(120 + Math.ceil(jobs / 10)),
   });
+  const reports: OffererReport[] = [];
   try {
     return await new Promise<OffererReport>((resolve, reject) => {
+      const offerNext = () => child.send({ type: "offer", jobIds: offerings[reports.length] ?? [] } satisfies OffererCommand);
       child.once("exit", (code) => reject(new Error(`offerer exited (${code})`)));
       child.on("message", (message: { type: string }) => {
-        if (message.type === "ready") child.send({ type: "offer", jobIds } satisfies OffererCommand);
-        else if (message.type === "done") resolve(message as OffererReport);
+        if (message.type === "ready") return offerNext();
+        if (message.type !== "done") return;
+        const report = message as OffererReport;
+        reports.push(report);
+        if (report.failures.length > 0 || reports.length === offerings.length) return resolve(report);
+        between().then(offerNext, reject);
       });
     });
   } finally {
@@ -65,7 +81,9 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
     "latency",
     async ({ url, database }) => {
       const tenant = await createTenant(database, "bench");
-      const ids = await seedOpenJobs(database, tenant.tenantId, receiver.url, jobs + WARM_UP_JOBS);
+      // The offering process warms up too (its connections, prepared statements and JIT): two seconds at the rate.
+      const offererWarmUp = Math.min(settings.latencyRate * 2, 4_000);
+      const ids = await seedOpenJobs(database, tenant.tenantId, receiver.url, WARM_UP_JOBS + offererWarmUp + jobs);
       const jobService = new JobService({
         database,
         urlPolicy: new UrlPolicy({ allowInsecure: true }),
@@ -85,13 +103,16 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
         await receiver.report();
         receiver.track(true);
 
-        const measured = ids.slice(WARM_UP_JOBS);
-        const report = await offerFromChild(url, settings.latencyRate, measured);
+        const measured = ids.slice(WARM_UP_JOBS + offererWarmUp);
+        const warmedUp = WARM_UP_JOBS + offererWarmUp;
+        const report = await offerFromChild(url, settings.latencyRate, [ids.slice(WARM_UP_JOBS, warmedUp), measured], async () => {
+          await pollUntil("offerer warm-up deliveries", async () => ((await succeeded()) >= warmedUp ? true : undefined), 120_000);
+        });
         if (report.failures.length > 0) throw new Error(`terminal updates failed: ${report.failures[0]}`);
         const offeredMs = Math.max(...report.timings.map(([, , committedAt]) => committedAt)) - report.startedAt;
         await pollUntil(
           "latency deliveries to succeed",
-          async () => ((await succeeded()) >= WARM_UP_JOBS + measured.length ? true : undefined),
+          async () => ((await succeeded()) >= ids.length ? true : undefined),
           60_000 + measured.length * 10,
         );
         receiver.track(false);
@@ -107,6 +128,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
           ]),
         );
         const fromCommit: number[] = [];
+        const series: Array<[number, number]> = [];
         const fromIssue: number[] = [];
         let arrivedBeforeCommitReturned = 0;
         const firstArrival = new Map<string, number>();
@@ -121,7 +143,14 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
           // Arrival can precede the caller seeing its commit return (NOTIFY fires at commit): count that as 0.
           if (arrivedAt < committedAt) arrivedBeforeCommitReturned++;
           fromCommit.push(Math.max(0, arrivedAt - committedAt));
+          if (process.env.BENCH_LATENCY_SERIES) series.push([committedAt - report.startedAt, arrivedAt - committedAt]);
           fromIssue.push(arrivedAt - issuedAt);
+        }
+        // BENCH_LATENCY_SERIES=1: commit → arrival per half second of the offering, to tell a warm-up or a backlog from noise.
+        if (process.env.BENCH_LATENCY_SERIES) {
+          const buckets = new Map<number, number[]>();
+          for (const [at, ms] of series) buckets.set(Math.floor(at / 500), [...(buckets.get(Math.floor(at / 500)) ?? []), ms]);
+          for (const [b, v] of [...buckets].sort((x, y) => x[0] - y[0])) console.log(`t=${b / 2}s n=${v.length} p50=${percentile(v, 50).toFixed(1)} max=${percentile(v, 100).toFixed(1)}`);
         }
         if (fromCommit.length < measured.length) throw new Error(`only ${fromCommit.length} of ${measured.length} arrivals matched`);
         return {
