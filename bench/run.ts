@@ -80,10 +80,15 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
   if (wants(settings, "latency")) {
     await attempt("latency", async () => void (results.latency = await runLatency(settings, receiver, settings.latencyWorkers)));
   }
-  if (wants(settings, "graphile")) await attempt("graphile-worker", async () => void results.baselines.push(await runGraphileWorker(settings, receiver)));
-  if (wants(settings, "pgboss")) {
-    for (const batch of settings.pgBossBatchSizes) {
-      await attempt(`pg-boss batch ${batch}`, async () => void results.baselines.push(await runPgBoss(settings, receiver, batch)));
+  // Each baseline runs on as many worker processes as each of our drains did.
+  for (const processes of settings.workerCounts) {
+    if (wants(settings, "graphile")) {
+      await attempt(`graphile-worker, ${processes} process(es)`, async () => void results.baselines.push(await runGraphileWorker(settings, receiver, processes)));
+    }
+    if (wants(settings, "pgboss")) {
+      for (const batch of settings.pgBossBatchSizes) {
+        await attempt(`pg-boss batch ${batch}, ${processes} process(es)`, async () => void results.baselines.push(await runPgBoss(settings, receiver, batch, processes)));
+      }
     }
   }
   if (wants(settings, "claim")) {
@@ -106,7 +111,12 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
         `${settings.workerRuntime}, concurrency ${settings.concurrency}, batch ${settings.batchSize}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
     );
   }
-  for (const baseline of results.baselines) rows.push(throughputRow(baseline.system, baseline.perSecond, ours, baseline.settings));
+  // A baseline is compared with our drain on as many worker processes (else with our best).
+  for (const baseline of results.baselines) {
+    const peer = results.drains.find((drain) => drain.workers === baseline.processes)?.perSecond ?? ours;
+    const processes = `${baseline.processes} process${baseline.processes > 1 ? "es" : ""}`;
+    rows.push(throughputRow(`${baseline.system}, ${processes}`, baseline.perSecond, peer, baseline.settings));
+  }
   if (results.latency) {
     const l = results.latency;
     const notes = `${l.jobs} updates offered at ${l.offeredPerSecond}/s (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)`;
@@ -163,7 +173,11 @@ async function main(): Promise<number> {
   const best = results.drains.reduce<DrainResult | undefined>((top, drain) => (!top || drain.perSecond > top.perSecond ? drain : top), undefined);
   const ours = best?.perSecond;
   const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
-  const byName = (prefix: string) => results.baselines.find((baseline) => baseline.system.startsWith(prefix))?.perSecond;
+  /** The best figure of a baseline over its process counts: best against best. */
+  const bestOf = (prefix: string) => {
+    const figures = results.baselines.filter((baseline) => baseline.system.startsWith(prefix)).map((baseline) => baseline.perSecond);
+    return figures.length > 0 ? Math.max(...figures) : undefined;
+  };
   const rows = tableRows(settings, results, ours);
 
   const json = {
@@ -182,9 +196,9 @@ async function main(): Promise<number> {
     settings: { ...settings, adminUrl: undefined, only: settings.only ? [...settings.only] : undefined },
     ours: { bestDrainPerSecond: ours, workers: best?.workers },
     ratios: {
-      graphileWorker: ratio(ours, byName("graphile-worker")),
-      pgBossBatch100: ratio(ours, byName("pg-boss batch 100")),
-      pgBossBest: ratio(ours, Math.max(...results.baselines.filter((b) => b.system.startsWith("pg-boss")).map((b) => b.perSecond))),
+      graphileWorker: ratio(ours, bestOf("graphile-worker")),
+      pgBossBatch100: ratio(ours, bestOf("pg-boss batch 100")),
+      pgBossBest: ratio(ours, bestOf("pg-boss")),
       http: ratio(ours, results.http?.perSecond),
       db: ratio(ours, results.db?.perSecond),
       combined: ratio(ours, combined),
@@ -206,7 +220,7 @@ async function main(): Promise<number> {
 
   console.log(`\n${json.command}`);
   console.log(`webhook-outbox benchmark — N=${settings.n}, ${availableParallelism()} CPUs, Node ${process.version}, Postgres ${json.machine.postgres}`);
-  console.log(`ours = best webhook-outbox drain (${ours === undefined ? "none" : `${Math.round(ours)}/s with ${best?.workers} worker(s)`})\n`);
+  console.log(`ours = best webhook-outbox drain (${ours === undefined ? "none" : `${Math.round(ours)}/s with ${best?.workers} worker(s)`}); a baseline row is divided into our drain on as many processes\n`);
   console.log(renderTable(rows));
   for (const claim of results.claim) {
     console.log(`\nclaim plan at ${claim.rows.toLocaleString("en-US")} rows (EXPLAIN ANALYZE, BUFFERS; lines on webhook_deliveries):`);

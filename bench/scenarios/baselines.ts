@@ -10,6 +10,8 @@ import { perSecond } from "../lib/stats.js";
 
 export interface BaselineResult {
   system: string;
+  /** Worker processes, each configured as `settings` says (compare with our drain on as many). */
+  processes: number;
   settings: string;
   deliveries: number;
   /**
@@ -33,11 +35,12 @@ async function firstAttemptMs(database: Database): Promise<number> {
   return Number(row?.first_ms);
 }
 
-/** Starts the baseline's worker process, waits for every job to complete, then stops it. */
+/** Starts the baseline's worker processes, waits for every job to complete, then stops them. */
 async function drainWith(
   label: string,
   settingsText: string,
   n: number,
+  processes: number,
   database: Database,
   receiver: ReceiverProcess,
   start: () => ReturnType<typeof forkTs>,
@@ -45,12 +48,13 @@ async function drainWith(
   pollMs: number,
 ): Promise<BaselineResult> {
   await receiver.report();
-  const child = start();
+  const children = Array.from({ length: processes }, start);
   try {
     const done = await pollUntil(
       `${label} to complete ${n} jobs`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`${label} worker exited (${child.exitCode})`);
+        const exited = children.find((child) => child.exitCode !== null);
+        if (exited) throw new Error(`${label} worker exited (${exited.exitCode})`);
         const state = await progress();
         if (state.failed > 0) throw new Error(`${label}: ${state.failed} jobs failed for good`);
         return state.completed >= n ? { polledAt: Date.now(), lastCompletedMs: state.lastCompletedMs } : undefined;
@@ -58,27 +62,28 @@ async function drainWith(
       60_000 + n * 20,
       pollMs,
     );
-    const peak = peakRssMiB(child.pid);
+    const peaks = children.map((child) => peakRssMiB(child.pid)).filter((value): value is number => value !== undefined);
     const endMs = done.lastCompletedMs ?? done.polledAt;
     const elapsedMs = endMs - (await firstAttemptMs(database));
     const { count } = await receiver.report();
     return {
       system: label,
+      processes,
       settings: settingsText,
       deliveries: n,
       perSecond: perSecond(n, elapsedMs),
       endFrom: done.lastCompletedMs === undefined ? "poll" : "completed_on",
       elapsedMs,
-      peakRssMiB: peak,
+      peakRssMiB: peaks.length > 0 ? Math.max(...peaks) : undefined,
       receiverRequests: count,
     };
   } finally {
-    await stopProcess(child);
+    await Promise.all(children.map((child) => stopProcess(child)));
   }
 }
 
-/** graphile-worker 0.17: jobs added with addJobs in bulk, then one worker process drains them. */
-export async function runGraphileWorker(settings: BenchSettings, receiver: ReceiverProcess): Promise<BaselineResult> {
+/** graphile-worker 0.17: jobs added with addJobs in bulk, then `processes` worker processes drain them. */
+export async function runGraphileWorker(settings: BenchSettings, receiver: ReceiverProcess, processes: number): Promise<BaselineResult> {
   const n = settings.n;
   return withScratchDatabase(
     settings.adminUrl,
@@ -102,6 +107,7 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
         "graphile-worker",
         `concurrency ${settings.concurrency}, localQueue ${Math.max(settings.concurrency + 1, 500)}, batched completion`,
         n,
+        processes,
         database,
         receiver,
         () =>
@@ -130,8 +136,13 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
   );
 }
 
-/** pg-boss 10: jobs inserted in bulk, then one process with WORKERS work() loops of `batchSize`. */
-export async function runPgBoss(settings: BenchSettings, receiver: ReceiverProcess, batchSize: number): Promise<BaselineResult> {
+/** pg-boss 10: jobs inserted in bulk, then `processes` processes with WORKERS work() loops of `batchSize` each. */
+export async function runPgBoss(
+  settings: BenchSettings,
+  receiver: ReceiverProcess,
+  batchSize: number,
+  processes: number,
+): Promise<BaselineResult> {
   const n = settings.n;
   return withScratchDatabase(settings.adminUrl, "pgboss", async ({ url, database }) => {
     await database.query(ATTEMPTS_TABLE_SQL);
@@ -152,6 +163,7 @@ export async function runPgBoss(settings: BenchSettings, receiver: ReceiverProce
       `pg-boss batch ${batchSize}`,
       `batchSize ${batchSize}, ${settings.pgBossWorkers} work() loops, polling 0.5 s`,
       n,
+      processes,
       database,
       receiver,
       () =>
