@@ -1,5 +1,5 @@
 import type { Query } from "../db/client.js";
-import { outboxInsert } from "../outbox/enqueue.js";
+import { NO_OUTBOX_ROW, outboxInsert } from "../outbox/enqueue.js";
 import type { jobProjects, jobs, JobStatus, ProjectStatus } from "../db/schema.js";
 
 /*
@@ -164,8 +164,6 @@ export interface ReportWrite {
   delivery: unknown[] | undefined;
 }
 
-const NO_DELIVERY: unknown[] = Array.from({ length: 10 }, () => null);
-
 // The job, the project and the outbox row in one statement. It waits on the job row's lock, and
 // under READ COMMITTED re-checks `xmin` against the row as the previous holder left it: a stale
 // version matches nothing, so nothing is written and the caller reads again.
@@ -180,7 +178,7 @@ with job as (
   where job_id = (select id from job) and index = $6
   returning index
 ), inserted as (
-  ${outboxInsert(13, "exists (select from job) and $17::jsonb is not null")}
+  ${outboxInsert(13, "exists (select from job)")}
 )
 select (select count(*) from job)::int as jobs, (select count(*) from project)::int as projects,
        (select count(*) from inserted)::int as enqueued`;
@@ -205,7 +203,7 @@ export async function writeReport(query: Query, write: ReportWrite): Promise<Rep
       project.errorCode,
       project.errorMessage,
       project.updatedAt,
-      ...(write.delivery ?? NO_DELIVERY),
+      ...(write.delivery ?? NO_OUTBOX_ROW),
     ],
     "job_write_report",
   );

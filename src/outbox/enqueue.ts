@@ -12,6 +12,9 @@ export interface NewDelivery {
   policy: DeliveryPolicy;
 }
 
+/** Stands in for `outboxValues` in a statement that enqueues nothing this time: `outboxInsert` then writes no row. */
+export const NO_OUTBOX_ROW: readonly unknown[] = Array.from({ length: 10 }, () => null);
+
 /** The outbox row's values, in the order `outboxInsert` reads its ten parameters. */
 export function outboxValues(delivery: NewDelivery): unknown[] {
   const { policy } = delivery;
@@ -31,8 +34,9 @@ export function outboxValues(delivery: NewDelivery): unknown[] {
 
 /**
  * The outbox INSERT over parameters $first … $first+9 (as `outboxValues` orders them), written only
- * where `condition` holds, so a larger statement can enqueue as one of its steps. A second enqueue of
- * the same (job, event) is a no-op: the unique constraint keeps one delivery.
+ * where `condition` holds and a payload was given (`NO_OUTBOX_ROW` writes nothing), so a larger
+ * statement can enqueue as one of its steps. A second enqueue of the same (job, event) is a no-op:
+ * the unique constraint keeps one delivery.
  */
 export function outboxInsert(first: number, condition = "true"): string {
   const $ = (offset: number) => `$${first + offset}`;
@@ -41,7 +45,7 @@ export function outboxInsert(first: number, condition = "true"): string {
      next_attempt_at)
   select ${$(0)}::uuid, ${$(1)}::uuid, ${$(2)}::text, ${$(3)}::text, ${$(4)}::jsonb, ${$(5)}::int, ${$(6)}::int[],
          ${$(7)}::int, ${$(8)}::int, now() + ${$(9)}::int * interval '1 millisecond'
-  where ${condition}
+  where ${condition} and ${$(4)}::jsonb is not null
   on conflict (job_id, event_type) do nothing
   returning id`;
 }
