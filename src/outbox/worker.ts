@@ -128,13 +128,15 @@ export class OutboxWorker {
 
   private async loop(): Promise<void> {
     while (this.running) {
+      // After a claim that emptied the queue, what arrives next gathers for the rest of the window.
+      if (!this.lastClaimFull) await this.waitOutWindow(this.lastClaimAt);
+      if (!this.running) break;
       const free = this.options.concurrency - this.inFlight;
       // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
       if (free < this.minClaim || this.unrecorded >= this.options.concurrency * 4) {
         await this.idle(this.options.pollIntervalMs);
         continue;
       }
-      if (!this.lastClaimFull && (await this.waitOutWindow(this.lastClaimAt)) && !this.running) break;
       const limit = Math.min(free, this.options.batchSize);
       const skippedHosts = this.saturatedHosts();
       let claimed: ClaimedDelivery[];
@@ -155,7 +157,7 @@ export class OutboxWorker {
       this.lastClaimFull = claimed.length === limit;
       const overCap = this.startAll(claimed);
       // Due rows may remain: the claim was full, or left some destination's rows for a free slot of its own.
-      if (claimed.length === limit || skippedHosts.length > 0 || overCap.length > 0) this.backlog = true;
+      if (this.lastClaimFull || skippedHosts.length > 0 || overCap.length > 0) this.backlog = true;
       if (overCap.length > 0) await this.release(overCap);
       if (claimed.length < limit) await this.idle(this.options.pollIntervalMs);
     }
@@ -230,12 +232,10 @@ export class OutboxWorker {
     });
   }
 
-  /** Sleeps out the rest of the batch window begun at `since`; true if it slept. */
-  private async waitOutWindow(since: number): Promise<boolean> {
+  /** Sleeps out the rest of the batch window begun at `since`. */
+  private async waitOutWindow(since: number): Promise<void> {
     const remaining = since + (this.options.batchWindowMs ?? 0) - performance.now();
-    if (remaining <= 0) return false;
-    await this.sleep(remaining);
-    return true;
+    if (remaining > 0) await this.sleep(remaining);
   }
 
   private sleep(ms: number): Promise<void> {
