@@ -31,7 +31,7 @@ export function urlAuthority(url: string): string {
   return URL_AUTHORITY.exec(url)?.[1] ?? "";
 }
 
-const CLAIM_SQL = `
+export const CLAIM_SQL = `
 with due as (
   select id, status as previous_status, locked_by as previous_owner, locked_until as previous_lease_end
   from webhook_deliveries
@@ -42,6 +42,8 @@ with due as (
   for update skip locked
 ),
 claimed as (
+  -- Rows are reached through "= any(array(...))", not by joining "due" alone: a generic plan
+  -- guesses a LIMIT $2 at a tenth of the table and would hash-join a sequential scan of it.
   update webhook_deliveries d
   set status = 'delivering',
       attempt_count = d.attempt_count + 1,
@@ -49,7 +51,7 @@ claimed as (
       locked_until = now() + (d.timeout_ms + $3) * interval '1 millisecond',
       next_attempt_at = now() + (d.timeout_ms + $3) * interval '1 millisecond'
   from due
-  where d.id = due.id and d.attempt_count < d.max_attempts
+  where d.id = any(array(select id from due)) and d.id = due.id and d.attempt_count < d.max_attempts
   returning d.id, d.tenant_id, d.url, d.payload::text as body, d.attempt_count, d.max_attempts,
             d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms,
             due.previous_status, due.previous_owner, due.previous_lease_end
@@ -60,7 +62,7 @@ exhausted as (
   set status = 'failed', locked_by = null, locked_until = null, next_attempt_at = null, finished_at = now(),
       last_error = 'last attempt interrupted: its worker stopped before recording an outcome'
   from due
-  where d.id = due.id and d.attempt_count >= d.max_attempts
+  where d.id = any(array(select id from due)) and d.id = due.id and d.attempt_count >= d.max_attempts
   returning d.id, d.attempt_count, d.timeout_ms, due.previous_owner, due.previous_lease_end
 ),
 interrupted as (
@@ -117,7 +119,7 @@ export interface AttemptRecord {
   durationMs: number;
 }
 
-const RECORD_SQL = `
+export const RECORD_SQL = `
 with result as (
   select *
   from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[], $9::text[],
@@ -174,7 +176,7 @@ export async function recordAttempts(database: Database, workerId: string, recor
   return rows.map((row) => row.delivery_id);
 }
 
-const RELEASE_SQL = `
+export const RELEASE_SQL = `
 update webhook_deliveries
 set status = 'pending', attempt_count = attempt_count - 1, locked_by = null, locked_until = null, next_attempt_at = now()
 where id = any($2::uuid[]) and locked_by = $1 and status = 'delivering'`;

@@ -1,0 +1,70 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedDueDeliveries } from "../bench/lib/seed.js";
+import { CLAIM_SQL, RECORD_SQL, RELEASE_SQL } from "../src/outbox/claim-sql.js";
+import { createTenant } from "../src/tenants/tenant-service.js";
+import { createTestDatabase, type TestDatabase } from "./support/database.js";
+
+/*
+ * The claim loop's statements are prepared once per connection. After five executions Postgres
+ * may switch a prepared statement to its generic plan, which cannot see the parameters (a LIMIT $2
+ * is guessed at a tenth of the table) and is kept until the table is analyzed again. So the
+ * generic plan must be safe too: it reaches webhook_deliveries through an index, never a
+ * sequential scan, whatever the table's size.
+ */
+
+let testDb: TestDatabase;
+let client: pg.Client;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  const tenant = await createTenant(testDb.database, "plans");
+  // Enough rows that a plan joining by a guessed row count prefers to hash the whole table.
+  await seedDueDeliveries(testDb.database, tenant.tenantId, "http://127.0.0.1:9/hook", 5_000);
+  client = new pg.Client({ connectionString: testDb.url });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.end();
+  await testDb?.drop();
+});
+
+const STATEMENTS = {
+  claim: { sql: CLAIM_SQL, types: "text, int, int, text[]", args: "'w', 64, 5000, '{}'" },
+  record: {
+    sql: RECORD_SQL,
+    types: "text, uuid[], int[], text[], text[], int[], int[], text[], text[], text[], timestamptz[], timestamptz[], int[]",
+    args: `'w', '{${"0".repeat(8)}-0000-0000-0000-${"0".repeat(12)}}', '{1}', '{succeeded}', '{succeeded}', '{null}',
+           '{200}', '{ok}', '{null}', '{null}', '{2026-01-01}', '{2026-01-01}', '{1}'`,
+  },
+  release: { sql: RELEASE_SQL, types: "text, uuid[]", args: `'w', '{${"0".repeat(8)}-0000-0000-0000-${"0".repeat(12)}}'` },
+};
+
+async function plan(name: keyof typeof STATEMENTS, mode: "force_generic_plan" | "force_custom_plan"): Promise<string> {
+  const statement = STATEMENTS[name];
+  await client.query(`set plan_cache_mode = ${mode}`);
+  await client.query(`prepare ${name}_plan(${statement.types}) as ${statement.sql}`);
+  try {
+    const result = await client.query<Record<string, string>>(`explain execute ${name}_plan(${statement.args})`);
+    return result.rows.map((row) => row["QUERY PLAN"]).join("\n");
+  } finally {
+    await client.query(`deallocate ${name}_plan`);
+  }
+}
+
+describe("the claim loop's statements", () => {
+  for (const name of Object.keys(STATEMENTS) as Array<keyof typeof STATEMENTS>) {
+    for (const mode of ["force_generic_plan", "force_custom_plan"] as const) {
+      it(`${name}: the ${mode === "force_generic_plan" ? "generic" : "custom"} plan reaches deliveries by index`, async () => {
+        const text = await plan(name, mode);
+        expect(text).not.toMatch(/Seq Scan on webhook_deliveries/);
+        expect(text).toMatch(/Index Scan (using|on) webhook_deliveries_(pkey|claim_idx)/);
+      });
+    }
+  }
+
+  it("claim: the due rows come from the partial claim index", async () => {
+    expect(await plan("claim", "force_generic_plan")).toContain("Index Scan using webhook_deliveries_claim_idx");
+  });
+});
