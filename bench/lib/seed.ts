@@ -1,6 +1,7 @@
 import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
+import { OUTBOX_CHANNEL } from "../../src/outbox/enqueue.js";
 import { deliveryPolicies } from "../../src/service.js";
 import { webhookPayload } from "./payload.js";
 
@@ -12,8 +13,15 @@ export const defaultPolicy = deliveryPolicies(configWith({})).nouvel;
 /**
  * N terminal jobs, each with its due webhook_deliveries row, written in bulk the way
  * src/outbox/enqueue.ts writes one (same columns, frozen policy, next_attempt_at = now()).
+ * `held` rows are due only tomorrow, until `releaseHeldDeliveries` makes them due.
  */
-export async function seedDueDeliveries(database: Database, tenantId: string, url: string, count: number): Promise<void> {
+export async function seedDueDeliveries(
+  database: Database,
+  tenantId: string,
+  url: string,
+  count: number,
+  options: { held?: boolean } = {},
+): Promise<void> {
   const template = JSON.stringify(webhookPayload("00000000-0000-0000-0000-000000000000"));
   for (let done = 0; done < count; done += CHUNK) {
     await database.query(
@@ -25,7 +33,8 @@ export async function seedDueDeliveries(database: Database, tenantId: string, ur
        )
        insert into webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
-       select $1, j.id, $4, $2, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9, now()
+       select $1, j.id, $4, $2, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
+              now() + $10::int * interval '1 day'
        from j`,
       [
         tenantId,
@@ -37,11 +46,28 @@ export async function seedDueDeliveries(database: Database, tenantId: string, ur
         defaultPolicy.retryDelaysMs,
         defaultPolicy.timeoutMs,
         defaultPolicy.connectTimeoutMs,
+        options.held ? 1 : 0,
       ],
     );
   }
   await database.query("vacuum analyze jobs");
   await database.query("vacuum analyze webhook_deliveries");
+}
+
+/**
+ * Makes every held delivery due now and wakes the workers as an enqueue does. Returns the
+ * database's clock at that moment, in epoch ms.
+ */
+export async function releaseHeldDeliveries(database: Database): Promise<number> {
+  const [row] = await database.query<{ at_ms: number }>(
+    `with released as (
+       update webhook_deliveries set next_attempt_at = now() where status = 'pending' and next_attempt_at > now()
+       returning 1
+     )
+     select (extract(epoch from now()) * 1000)::float8 as at_ms, pg_notify($1, '') from (select count(*) from released) r`,
+    [OUTBOX_CHANNEL],
+  );
+  return Number(row?.at_ms);
 }
 
 /**

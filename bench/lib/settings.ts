@@ -38,6 +38,8 @@ export interface BenchSettings {
   adminUrl: string;
   /** Deliveries per throughput scenario. */
   n: number;
+  /** Deliveries each throughput scenario's workers drain first, unmeasured, to warm up. */
+  warmup: number;
   /** Worker process counts to drain with, one drain per entry. */
   workerCounts: number[];
   /** How the worker runs: tsx from src/ (default) or compiled dist/. */
@@ -79,6 +81,7 @@ export function readSettings(): BenchSettings {
   return {
     adminUrl,
     n: integer("BENCH_N", 20_000, 10),
+    warmup: integer("BENCH_WARMUP", 2_000, 0),
     workerCounts: integerList("BENCH_WORKERS", [1, 2]),
     workerRuntime: workerRuntime(),
     latencyWorkers: integer("BENCH_LATENCY_WORKERS", 1),

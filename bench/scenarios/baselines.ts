@@ -27,6 +27,7 @@ export interface BaselineResult {
 
 const CHUNK = 5_000;
 const QUEUE = "webhook";
+const DAY_MS = 86_400_000;
 
 async function firstAttemptMs(database: Database): Promise<number> {
   const [row] = await database.query<{ first_ms: number }>(
@@ -35,7 +36,18 @@ async function firstAttemptMs(database: Database): Promise<number> {
   return Number(row?.first_ms);
 }
 
-/** Starts the baseline's worker processes, waits for every job to complete, then stops them. */
+/** The unmeasured first phase: its jobs are due from the start, the measured ones held back. */
+interface WarmUp {
+  count: number;
+  done: () => Promise<boolean>;
+  /** Clears the warm-up's attempt rows and makes the held jobs due. */
+  release: () => Promise<void>;
+}
+
+/**
+ * Starts the baseline's worker processes, lets them drain the warm-up jobs, releases the N held
+ * jobs, waits for every one to complete, then stops the processes.
+ */
 async function drainWith(
   label: string,
   settingsText: string,
@@ -44,17 +56,31 @@ async function drainWith(
   database: Database,
   receiver: ReceiverProcess,
   start: () => ReturnType<typeof forkTs>,
+  warmUp: WarmUp,
   progress: () => Promise<{ completed: number; failed: number; lastCompletedMs?: number }>,
   pollMs: number,
 ): Promise<BaselineResult> {
-  await receiver.report();
   const children = Array.from({ length: processes }, start);
+  const alive = () => {
+    const exited = children.find((child) => child.exitCode !== null);
+    if (exited) throw new Error(`${label} worker exited (${exited.exitCode})`);
+  };
   try {
+    await pollUntil(
+      `${label} to complete ${warmUp.count} warm-up jobs`,
+      async () => {
+        alive();
+        return (await warmUp.done()) ? true : undefined;
+      },
+      60_000 + warmUp.count * 20,
+      pollMs,
+    );
+    await receiver.report();
+    await warmUp.release();
     const done = await pollUntil(
       `${label} to complete ${n} jobs`,
       async () => {
-        const exited = children.find((child) => child.exitCode !== null);
-        if (exited) throw new Error(`${label} worker exited (${exited.exitCode})`);
+        alive();
         const state = await progress();
         if (state.failed > 0) throw new Error(`${label}: ${state.failed} jobs failed for good`);
         return state.completed >= n ? { polledAt: Date.now(), lastCompletedMs: state.lastCompletedMs } : undefined;
@@ -93,10 +119,18 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
       const utils = await makeWorkerUtils({ connectionString: url });
       try {
         await utils.migrate();
-        for (let done = 0; done < n; done += CHUNK) {
-          await utils.addJobs(
-            Array.from({ length: Math.min(CHUNK, n - done) }, () => ({ identifier: QUEUE, payload: webhookPayload(), maxAttempts: 3 })),
-          );
+        const tomorrow = new Date(Date.now() + DAY_MS);
+        for (const [count, runAt] of [[settings.warmup, undefined], [n, tomorrow]] as const) {
+          for (let done = 0; done < count; done += CHUNK) {
+            await utils.addJobs(
+              Array.from({ length: Math.min(CHUNK, count - done) }, () => ({
+                identifier: QUEUE,
+                payload: webhookPayload(),
+                maxAttempts: 3,
+                ...(runAt ? { runAt } : {}),
+              })),
+            );
+          }
         }
       } finally {
         await utils.release();
@@ -116,8 +150,22 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
             RECEIVER_URL: receiver.url,
             SIGNING_SECRET: secret,
             CONCURRENCY: String(settings.concurrency),
-            MAX_SECONDS: String(120 + Math.ceil(n / 50)),
+            MAX_SECONDS: String(120 + Math.ceil((settings.warmup + n) / 50)),
           }),
+        {
+          count: settings.warmup,
+          // Completed jobs are deleted: warm when only the held ones are left.
+          done: async () => {
+            const [row] = await database.query<{ due: number }>(
+              "select count(*)::int as due from graphile_worker._private_jobs where run_at <= now()",
+            );
+            return row?.due === 0;
+          },
+          release: async () => {
+            await database.query("truncate bench_attempts");
+            await database.query("update graphile_worker._private_jobs set run_at = now()");
+          },
+        },
         async () => {
           // Completed jobs are deleted: done when none is left and every job has its 2xx attempt row.
           const [row] = await database.query<{ open: number; dead: number }>(
@@ -151,8 +199,18 @@ export async function runPgBoss(
     await boss.start();
     try {
       await boss.createQueue(QUEUE, { name: QUEUE, retryLimit: 2, retryDelay: 0 });
-      for (let done = 0; done < n; done += CHUNK) {
-        await boss.insert(Array.from({ length: Math.min(CHUNK, n - done) }, () => ({ name: QUEUE, data: webhookPayload(), retryLimit: 2 })));
+      const tomorrow = new Date(Date.now() + DAY_MS);
+      for (const [count, startAfter] of [[settings.warmup, undefined], [n, tomorrow]] as const) {
+        for (let done = 0; done < count; done += CHUNK) {
+          await boss.insert(
+            Array.from({ length: Math.min(CHUNK, count - done) }, () => ({
+              name: QUEUE,
+              data: webhookPayload(),
+              retryLimit: 2,
+              ...(startAfter ? { startAfter } : {}),
+            })),
+          );
+        }
       }
     } finally {
       await boss.stop({ graceful: false, wait: true });
@@ -173,18 +231,32 @@ export async function runPgBoss(
           SIGNING_SECRET: secret,
           BATCH: String(batchSize),
           WORKERS: String(settings.pgBossWorkers),
-          MAX_SECONDS: String(120 + Math.ceil(n / 50)),
+          MAX_SECONDS: String(120 + Math.ceil((settings.warmup + n) / 50)),
         }),
+      {
+        count: settings.warmup,
+        done: async () => (await pgBossProgress(database)).completed >= settings.warmup,
+        release: async () => {
+          await database.query("truncate bench_attempts");
+          await database.query("update pgboss.job set start_after = now() where name = $1 and state = 'created'", [QUEUE]);
+        },
+      },
       async () => {
-        const [row] = await database.query<{ completed: number; failed: number; last_ms: number | null }>(
-          `select count(*) filter (where state = 'completed')::int as completed, count(*) filter (where state = 'failed')::int as failed,
-                  (extract(epoch from max(completed_on)) * 1000)::float8 as last_ms
-           from pgboss.job where name = $1`,
-          [QUEUE],
-        );
-        return { completed: row?.completed ?? 0, failed: row?.failed ?? 0, lastCompletedMs: row?.last_ms ?? undefined };
+        const state = await pgBossProgress(database);
+        return { ...state, completed: state.completed - settings.warmup };
       },
       100,
     );
   });
+}
+
+/** pg-boss's completed and failed jobs so far, and its last completion time, in epoch ms. */
+async function pgBossProgress(database: Database): Promise<{ completed: number; failed: number; lastCompletedMs?: number }> {
+  const [row] = await database.query<{ completed: number; failed: number; last_ms: number | null }>(
+    `select count(*) filter (where state = 'completed')::int as completed, count(*) filter (where state = 'failed')::int as failed,
+            (extract(epoch from max(completed_on)) * 1000)::float8 as last_ms
+     from pgboss.job where name = $1`,
+    [QUEUE],
+  );
+  return { completed: row?.completed ?? 0, failed: row?.failed ?? 0, lastCompletedMs: row?.last_ms ?? undefined };
 }

@@ -1,7 +1,7 @@
 import type { BenchSettings } from "../lib/settings.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { peakRssMiB, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
-import { seedDueDeliveries } from "../lib/seed.js";
+import { releaseHeldDeliveries, seedDueDeliveries } from "../lib/seed.js";
 import { perSecond } from "../lib/stats.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 
@@ -34,38 +34,54 @@ export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<
   };
 }
 
-/** N deliveries already due, then `workers` worker processes started: how fast do they drain? */
+/**
+ * `workers` worker processes drain `warmup` due deliveries unmeasured (JIT, pool and keep-alive
+ * connections warm, as in a worker that has been running); then N held deliveries become due in one
+ * statement with a NOTIFY, and their drain is measured.
+ */
 export async function runDrain(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<DrainResult> {
   const n = settings.n;
   return withScratchDatabase(settings.adminUrl, "drain", async ({ url, database }) => {
     const tenant = await createTenant(database, "bench");
-    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n);
-    await receiver.report();
+    await seedDueDeliveries(database, tenant.tenantId, receiver.url, settings.warmup);
+    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n, { held: true });
 
     const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
+    const succeeded = async () => {
+      if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
+      const [row] = await database.query<{ succeeded: number; open: number }>(
+        `select count(*) filter (where status = 'succeeded')::int as succeeded,
+                count(*) filter (where status in ('pending', 'delivering') and next_attempt_at <= now())::int as open
+         from webhook_deliveries`,
+      );
+      return row;
+    };
     try {
+      await pollUntil(
+        `${settings.warmup} warm-up deliveries`,
+        async () => ((await succeeded())?.succeeded === settings.warmup ? true : undefined),
+        60_000 + settings.warmup * 10,
+        50,
+      );
+      await receiver.report();
+      const releasedMs = await releaseHeldDeliveries(database);
       // Cheap while draining: the open rows are exactly the claim index's rows. The end time comes
       // from the rows themselves, so the poll can be unhurried.
       const polledAt = await pollUntil(
         `${n} deliveries to finish`,
-        async () => {
-          if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
-          const [row] = await database.query<{ open: number }>(
-            "select count(*)::int as open from webhook_deliveries where status in ('pending', 'delivering')",
-          );
-          return row?.open === 0 ? Date.now() : undefined;
-        },
+        async () => ((await succeeded())?.open === 0 ? Date.now() : undefined),
         60_000 + n * 10,
         50,
       );
       const [totals] = await database.query<{ succeeded: number }>(
         "select count(*) filter (where status = 'succeeded')::int as succeeded from webhook_deliveries",
       );
-      if (totals?.succeeded !== n) throw new Error(`only ${totals?.succeeded} of ${n} deliveries succeeded`);
+      if (totals?.succeeded !== settings.warmup + n) throw new Error(`only ${totals?.succeeded} of ${settings.warmup + n} deliveries succeeded`);
       const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
-        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts)) * 1000)::float8 as first_ms,
+        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= to_timestamp($1 / 1000.0))) * 1000)::float8 as first_ms,
                 (extract(epoch from (select max(finished_at) from webhook_deliveries)) * 1000)::float8 as last_ms`,
+        [releasedMs],
       );
       const firstMs = Number(span?.first_ms);
       const elapsedMs = Number(span?.last_ms) - firstMs;
