@@ -29,6 +29,18 @@ const CHUNK = 5_000;
 const QUEUE = "webhook";
 const DAY_MS = 86_400_000;
 
+/** Inserts in chunks: first the warm-up jobs, due now; then the N measured ones, held until tomorrow. */
+async function insertWarmUpThenHeld(
+  warmup: number,
+  n: number,
+  insert: (size: number, heldUntil: Date | undefined) => Promise<unknown>,
+): Promise<void> {
+  const tomorrow = new Date(Date.now() + DAY_MS);
+  for (const [count, heldUntil] of [[warmup, undefined], [n, tomorrow]] as const) {
+    for (let done = 0; done < count; done += CHUNK) await insert(Math.min(CHUNK, count - done), heldUntil);
+  }
+}
+
 async function firstAttemptMs(database: Database): Promise<number> {
   const [row] = await database.query<{ first_ms: number }>(
     "select (extract(epoch from min(started_at)) * 1000)::float8 as first_ms from bench_attempts",
@@ -119,19 +131,11 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
       const utils = await makeWorkerUtils({ connectionString: url });
       try {
         await utils.migrate();
-        const tomorrow = new Date(Date.now() + DAY_MS);
-        for (const [count, runAt] of [[settings.warmup, undefined], [n, tomorrow]] as const) {
-          for (let done = 0; done < count; done += CHUNK) {
-            await utils.addJobs(
-              Array.from({ length: Math.min(CHUNK, count - done) }, () => ({
-                identifier: QUEUE,
-                payload: webhookPayload(),
-                maxAttempts: 3,
-                ...(runAt ? { runAt } : {}),
-              })),
-            );
-          }
-        }
+        await insertWarmUpThenHeld(settings.warmup, n, (size, runAt) =>
+          utils.addJobs(
+            Array.from({ length: size }, () => ({ identifier: QUEUE, payload: webhookPayload(), maxAttempts: 3, ...(runAt ? { runAt } : {}) })),
+          ),
+        );
       } finally {
         await utils.release();
       }
@@ -199,19 +203,11 @@ export async function runPgBoss(
     await boss.start();
     try {
       await boss.createQueue(QUEUE, { name: QUEUE, retryLimit: 2, retryDelay: 0 });
-      const tomorrow = new Date(Date.now() + DAY_MS);
-      for (const [count, startAfter] of [[settings.warmup, undefined], [n, tomorrow]] as const) {
-        for (let done = 0; done < count; done += CHUNK) {
-          await boss.insert(
-            Array.from({ length: Math.min(CHUNK, count - done) }, () => ({
-              name: QUEUE,
-              data: webhookPayload(),
-              retryLimit: 2,
-              ...(startAfter ? { startAfter } : {}),
-            })),
-          );
-        }
-      }
+      await insertWarmUpThenHeld(settings.warmup, n, (size, startAfter) =>
+        boss.insert(
+          Array.from({ length: size }, () => ({ name: QUEUE, data: webhookPayload(), retryLimit: 2, ...(startAfter ? { startAfter } : {}) })),
+        ),
+      );
     } finally {
       await boss.stop({ graceful: false, wait: true });
     }

@@ -47,7 +47,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
     await seedDueDeliveries(database, tenant.tenantId, receiver.url, n, { held: true });
 
     const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
-    const succeeded = async () => {
+    const counts = async () => {
       if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
       const [row] = await database.query<{ succeeded: number; open: number }>(
         `select count(*) filter (where status = 'succeeded')::int as succeeded,
@@ -59,7 +59,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
     try {
       await pollUntil(
         `${settings.warmup} warm-up deliveries`,
-        async () => ((await succeeded())?.succeeded === settings.warmup ? true : undefined),
+        async () => ((await counts())?.succeeded === settings.warmup ? true : undefined),
         60_000 + settings.warmup * 10,
         50,
       );
@@ -69,7 +69,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
       // from the rows themselves, so the poll can be unhurried.
       const polledAt = await pollUntil(
         `${n} deliveries to finish`,
-        async () => ((await succeeded())?.open === 0 ? Date.now() : undefined),
+        async () => ((await counts())?.open === 0 ? Date.now() : undefined),
         60_000 + n * 10,
         50,
       );
