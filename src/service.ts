@@ -12,10 +12,9 @@ import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
 import { OutboxNotifier } from "./outbox/notifier.js";
-import type { DeliveryPolicy } from "./outbox/policy.js";
+import { deliveryPolicies } from "./outbox/policy.js";
 import { OutboxWorker } from "./outbox/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
-import type { ApiFlavor } from "./db/schema.js";
 
 export interface ServiceOptions {
   config: Config;
@@ -35,21 +34,6 @@ export interface RunningService {
   /** Base URL of the HTTP server, when it runs. */
   url: string | undefined;
   stop(): Promise<void>;
-}
-
-export function deliveryPolicies(config: Config): Record<ApiFlavor, DeliveryPolicy> {
-  return {
-    nouvel: {
-      retryDelaysMs: config.WEBHOOK_RETRY_DELAYS,
-      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
-      connectTimeoutMs: config.WEBHOOK_CONNECT_TIMEOUT_MS,
-    },
-    veo3: {
-      retryDelaysMs: config.VEO_WEBHOOK_RETRY_DELAYS,
-      timeoutMs: config.VEO_WEBHOOK_TIMEOUT_MS,
-      connectTimeoutMs: config.VEO_WEBHOOK_CONNECT_TIMEOUT_MS,
-    },
-  };
 }
 
 /** Wires the whole service from its configuration: database, API, worker. */

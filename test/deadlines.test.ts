@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase, type Database } from "../src/db/client.js";
 import { UrlPolicy } from "../src/delivery/url-policy.js";
 import { JobService } from "../src/jobs/job-service.js";
-import { deliveryPolicies } from "../src/service.js";
+import { deliveryPolicies } from "../src/outbox/policy.js";
 import { configWith } from "../src/config.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";

@@ -4,7 +4,7 @@ import type { Database } from "../src/db/client.js";
 import { UrlPolicy } from "../src/delivery/url-policy.js";
 import { JobService } from "../src/jobs/job-service.js";
 import { OUTBOX_CHANNEL } from "../src/outbox/enqueue.js";
-import { deliveryPolicies } from "../src/service.js";
+import { deliveryPolicies } from "../src/outbox/policy.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually } from "./support/harness.js";

@@ -2,7 +2,7 @@ import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
 import { OUTBOX_CHANNEL } from "../../src/outbox/enqueue.js";
-import { deliveryPolicies } from "../../src/service.js";
+import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { webhookPayload } from "./payload.js";
 
 const CHUNK = 5_000;

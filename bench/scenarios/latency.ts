@@ -1,7 +1,7 @@
 import { configWith } from "../../src/config.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService } from "../../src/jobs/job-service.js";
-import { deliveryPolicies } from "../../src/service.js";
+import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { forkTs, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
