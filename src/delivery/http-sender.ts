@@ -1,7 +1,8 @@
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import type { ErrorKind } from "../db/schema.js";
 import { parseRetryAfter, type AttemptResult } from "./outcome.js";
 import { pinnedLookup } from "./pinned-lookup.js";
+import { postOnce, type PostTarget } from "./post-once.js";
 import { UrlRejectedError, type UrlPolicy } from "./url-policy.js";
 
 export interface OutgoingRequest {
@@ -29,7 +30,7 @@ const USER_AGENT = "webhook-outbox/0.1";
  */
 export class HttpSender {
   private readonly agents = new Map<number, Agent>();
-  private readonly formChecked = new Map<string, UrlRejectedError | undefined>();
+  private readonly targets = new Map<string, PostTarget | UrlRejectedError>();
   private readonly lookup: ReturnType<typeof pinnedLookup>;
 
   constructor(private readonly urlPolicy: UrlPolicy) {
@@ -46,46 +47,39 @@ export class HttpSender {
       ...partial,
     });
 
-    const refusal = this.formRefusal(outgoing.url);
-    if (refusal) return finish(blocked(refusal));
+    const target = this.targetOf(outgoing.url);
+    if (target instanceof UrlRejectedError) return finish(blocked(target));
 
-    // One controller and one plain timer per attempt: AbortSignal.timeout/any cost far more on the hot path.
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, outgoing.timeoutMs);
-    const abortFromOutside = () => controller.abort();
-    outgoing.signal?.addEventListener("abort", abortFromOutside, { once: true });
-    try {
-      const response = await request(outgoing.url, {
-        method: "POST",
-        dispatcher: this.agentFor(outgoing.connectTimeoutMs),
-        headers: { "content-type": "application/json", "user-agent": USER_AGENT, ...outgoing.headers },
-        body: outgoing.body,
-        signal: controller.signal,
-      });
-      const excerpt = await readExcerpt(response.body, response.headers["content-length"]);
-      const retryAfter = response.headers["retry-after"];
-      return finish({
-        responseStatus: response.statusCode,
-        responseBodyExcerpt: excerpt,
-        retryAfterMs: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, Date.now()),
-        error: null,
-      });
-    } catch (error) {
-      if (outgoing.signal?.aborted) {
-        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
+    const outcome = await postOnce(this.agentFor(outgoing.connectTimeoutMs), {
+      target,
+      headers: { "content-type": "application/json", "user-agent": USER_AGENT, ...outgoing.headers },
+      body: outgoing.body,
+      timeoutMs: outgoing.timeoutMs,
+      readCapBytes: RESPONSE_READ_CAP_BYTES,
+      signal: outgoing.signal,
+    });
+    switch (outcome.kind) {
+      case "answered": {
+        const retryAfter = outcome.headers["retry-after"];
+        return finish({
+          responseStatus: outcome.status,
+          responseBodyExcerpt: truncateUtf8(outcome.body, RESPONSE_EXCERPT_BYTES),
+          retryAfterMs: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, Date.now()),
+          error: null,
+        });
       }
-      const rejection = rejectionIn(error);
-      if (rejection) return finish(blocked(rejection));
-      const kind = timedOut ? "timeout" : errorKind(error);
-      const message = timedOut ? `no complete response within ${outgoing.timeoutMs} ms` : describe(error);
-      return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind, message } });
-    } finally {
-      clearTimeout(timer);
-      outgoing.signal?.removeEventListener("abort", abortFromOutside);
+      case "aborted":
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
+      case "timed-out": {
+        const message = `no complete response within ${outgoing.timeoutMs} ms`;
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "timeout", message } });
+      }
+      case "failed": {
+        const rejection = rejectionIn(outcome.error);
+        if (rejection) return finish(blocked(rejection));
+        const error = { kind: errorKind(outcome.error), message: describe(outcome.error) };
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error });
+      }
     }
   }
 
@@ -95,21 +89,24 @@ export class HttpSender {
   }
 
   /**
-   * The URL's form and IP-literal check, which depend on the URL alone: remembered per URL, since
-   * a delivery is attempted many times and a tenant sends to few URLs. (Names are vetted per connection.)
+   * The URL's form and IP-literal check, which depend on the URL alone, and where it points:
+   * remembered per URL, since a delivery is attempted many times and a tenant sends to few URLs.
+   * (Names are vetted per connection.)
    */
-  private formRefusal(url: string): UrlRejectedError | undefined {
-    if (this.formChecked.has(url)) return this.formChecked.get(url);
-    let refusal: UrlRejectedError | undefined;
+  private targetOf(url: string): PostTarget | UrlRejectedError {
+    const known = this.targets.get(url);
+    if (known) return known;
+    let target: PostTarget | UrlRejectedError;
     try {
-      this.urlPolicy.parse(url);
+      const parsed = this.urlPolicy.parse(url);
+      target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
     } catch (error) {
       if (!(error instanceof UrlRejectedError)) throw error;
-      refusal = error;
+      target = error;
     }
-    if (this.formChecked.size >= 10_000) this.formChecked.clear();
-    this.formChecked.set(url, refusal);
-    return refusal;
+    if (this.targets.size >= 10_000) this.targets.clear();
+    this.targets.set(url, target);
+    return target;
   }
 
   private agentFor(connectTimeoutMs: number): Agent {
@@ -137,28 +134,6 @@ function rejectionIn(error: unknown): UrlRejectedError | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
-}
-
-/** Reads up to the cap, then drops the connection rather than drain an endless answer. */
-async function readExcerpt(
-  body: AsyncIterable<Buffer> & { destroy(): void; arrayBuffer(): Promise<ArrayBuffer> },
-  contentLength: string | string[] | undefined,
-): Promise<string> {
-  // The common case, a small answer of declared length: one read, no stream iteration.
-  if (typeof contentLength === "string" && Number(contentLength) <= RESPONSE_READ_CAP_BYTES) {
-    return truncateUtf8(Buffer.from(await body.arrayBuffer()), RESPONSE_EXCERPT_BYTES);
-  }
-  const chunks: Buffer[] = [];
-  let read = 0;
-  for await (const chunk of body) {
-    read += chunk.length;
-    if (read <= RESPONSE_READ_CAP_BYTES) chunks.push(chunk);
-    else {
-      body.destroy();
-      break;
-    }
-  }
-  return truncateUtf8(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }
 
 /**
