@@ -1,4 +1,6 @@
-import { Agent, request } from "undici";
+import { Agent } from "undici";
+import { RESPONSE_READ_CAP_BYTES } from "../../src/delivery/http-sender.js";
+import { postOnce, type PostTarget } from "../../src/delivery/post-once.js";
 import { signedHeaders } from "./payload.js";
 
 /** One keep-alive agent per process, configured like the service's HttpSender. */
@@ -13,7 +15,24 @@ export interface PostResult {
   durationMs: number;
 }
 
-/** The baselines' webhook job: POST the signed body, read the answer; never throws. */
+const targets = new Map<string, PostTarget>();
+
+/** The URL as undici's dispatcher takes it. */
+export function postTarget(url: string): PostTarget {
+  let target = targets.get(url);
+  if (!target) {
+    const parsed = new URL(url);
+    target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+    targets.set(url, target);
+  }
+  return target;
+}
+
+/**
+ * The baselines' webhook job: POST the signed body and read the answer, through the same
+ * `postOnce` as our sender (src/delivery/post-once.ts), so every system runs the same HTTP code.
+ * Never throws.
+ */
 export async function postSigned(
   agent: Agent,
   url: string,
@@ -21,21 +40,15 @@ export async function postSigned(
 ): Promise<PostResult> {
   const startedAt = new Date();
   const started = performance.now();
-  let status: number | null = null;
-  let error: string | null = null;
-  try {
-    const response = await request(url, {
-      method: "POST",
-      dispatcher: agent,
-      headers: signedHeaders(input.id, input.body, input.secret, input.attemptNumber),
-      body: input.body,
-      signal: AbortSignal.timeout(10_000),
-    });
-    await response.body.text();
-    status = response.statusCode;
-  } catch (caught) {
-    error = caught instanceof Error ? caught.message : String(caught);
-  }
+  const outcome = await postOnce(agent, {
+    target: postTarget(url),
+    headers: signedHeaders(input.id, input.body, input.secret, input.attemptNumber),
+    body: input.body,
+    timeoutMs: 10_000,
+    readCapBytes: RESPONSE_READ_CAP_BYTES,
+  });
+  const status = outcome.kind === "answered" ? outcome.status : null;
+  const error = outcome.kind === "answered" ? null : outcome.kind === "failed" ? outcome.error.message : outcome.kind;
   const ok = status !== null && status >= 200 && status < 300;
   return { ok, status, error, startedAt, finishedAt: new Date(), durationMs: Math.round(performance.now() - started) };
 }

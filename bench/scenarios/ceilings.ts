@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { Agent, request } from "undici";
+import { Agent } from "undici";
+import { RESPONSE_READ_CAP_BYTES } from "../../src/delivery/http-sender.js";
+import { postOnce } from "../../src/delivery/post-once.js";
 import { claimDue, recordAttempts, type AttemptRecord } from "../../src/outbox/claim-sql.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { newSigningSecret, signedHeaders, webhookPayload } from "../lib/payload.js";
+import { postTarget } from "../lib/post.js";
 import type { ReceiverProcess } from "../lib/processes.js";
 import { seedDueDeliveries } from "../lib/seed.js";
 import type { BenchSettings } from "../lib/settings.js";
@@ -17,7 +20,7 @@ export interface CeilingResult {
   parallelism: number;
 }
 
-/** The receiver alone: N signed POSTs over one keep-alive agent, no database. */
+/** The receiver alone: N signed POSTs over one keep-alive agent (the sender's `postOnce`), no database. */
 export async function runHttpCeiling(settings: BenchSettings, receiver: ReceiverProcess): Promise<CeilingResult> {
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000 });
   const secret = newSigningSecret();
@@ -29,15 +32,14 @@ export async function runHttpCeiling(settings: BenchSettings, receiver: Receiver
     const lane = async () => {
       while (next < total) {
         next++;
-        const response = await request(receiver.url, {
-          method: "POST",
-          dispatcher: agent,
+        const outcome = await postOnce(agent, {
+          target: postTarget(receiver.url),
           headers: signedHeaders(randomUUID(), body, secret),
           body,
-          signal: AbortSignal.timeout(10_000),
+          timeoutMs: 10_000,
+          readCapBytes: RESPONSE_READ_CAP_BYTES,
         });
-        await response.body.text();
-        if (response.statusCode !== 200) failed++;
+        if (outcome.kind !== "answered" || outcome.status !== 200) failed++;
       }
     };
     await Promise.all(Array.from({ length: parallelism }, lane));
