@@ -1,7 +1,6 @@
 import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
-import { OUTBOX_CHANNEL } from "../../src/outbox/enqueue.js";
 import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { webhookPayload } from "./payload.js";
 
@@ -13,14 +12,14 @@ export const defaultPolicy = deliveryPolicies(configWith({})).nouvel;
 /**
  * N terminal jobs, each with its due webhook_deliveries row, written in bulk the way
  * src/outbox/enqueue.ts writes one (same columns, frozen policy, next_attempt_at = now()).
- * `held` rows are due only tomorrow, until `releaseHeldDeliveries` makes them due.
+ * `dueAt` puts them off until then.
  */
 export async function seedDueDeliveries(
   database: Database,
   tenantId: string,
   url: string,
   count: number,
-  options: { held?: boolean } = {},
+  options: { dueAt?: Date } = {},
 ): Promise<void> {
   const template = JSON.stringify(webhookPayload("00000000-0000-0000-0000-000000000000"));
   for (let done = 0; done < count; done += CHUNK) {
@@ -34,7 +33,7 @@ export async function seedDueDeliveries(
        insert into webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
        select $1, j.id, $4, $2, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
-              now() + $10::int * interval '1 day'
+              coalesce($10::timestamptz, now())
        from j`,
       [
         tenantId,
@@ -46,28 +45,12 @@ export async function seedDueDeliveries(
         defaultPolicy.retryDelaysMs,
         defaultPolicy.timeoutMs,
         defaultPolicy.connectTimeoutMs,
-        options.held ? 1 : 0,
+        options.dueAt?.toISOString() ?? null,
       ],
     );
   }
   await database.query("vacuum analyze jobs");
   await database.query("vacuum analyze webhook_deliveries");
-}
-
-/**
- * Makes every held delivery due now and wakes the workers as an enqueue does. Returns the
- * database's clock at that moment, in epoch ms.
- */
-export async function releaseHeldDeliveries(database: Database): Promise<number> {
-  const [row] = await database.query<{ at_ms: number }>(
-    `with released as (
-       update webhook_deliveries set next_attempt_at = now() where status = 'pending' and next_attempt_at > now()
-       returning 1
-     )
-     select (extract(epoch from now()) * 1000)::float8 as at_ms, pg_notify($1, '') from (select count(*) from released) r`,
-    [OUTBOX_CHANNEL],
-  );
-  return Number(row?.at_ms);
 }
 
 /**

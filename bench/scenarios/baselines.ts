@@ -7,6 +7,7 @@ import { ATTEMPTS_TABLE_SQL } from "../lib/post.js";
 import { forkTs, peakRssMiB, pollUntil, stopProcess, type ReceiverProcess } from "../lib/processes.js";
 import type { BenchSettings } from "../lib/settings.js";
 import { perSecond } from "../lib/stats.js";
+import { measuredJobsDueAt, waitUntilDue } from "../lib/warmup.js";
 
 export interface BaselineResult {
   system: string;
@@ -27,16 +28,15 @@ export interface BaselineResult {
 
 const CHUNK = 5_000;
 const QUEUE = "webhook";
-const DAY_MS = 86_400_000;
 
-/** Inserts in chunks: first the warm-up jobs, due now; then the N measured ones, held until tomorrow. */
+/** Inserts in chunks: first the warm-up jobs, due now; then the N measured ones, due at `dueAt`. */
 async function insertWarmUpThenHeld(
   warmup: number,
   n: number,
+  dueAt: Date,
   insert: (size: number, heldUntil: Date | undefined) => Promise<unknown>,
 ): Promise<void> {
-  const tomorrow = new Date(Date.now() + DAY_MS);
-  for (const [count, heldUntil] of [[warmup, undefined], [n, tomorrow]] as const) {
+  for (const [count, heldUntil] of [[warmup, undefined], [n, dueAt]] as const) {
     for (let done = 0; done < count; done += CHUNK) await insert(Math.min(CHUNK, count - done), heldUntil);
   }
 }
@@ -48,17 +48,16 @@ async function firstAttemptMs(database: Database): Promise<number> {
   return Number(row?.first_ms);
 }
 
-/** The unmeasured first phase: its jobs are due from the start, the measured ones held back. */
+/** The unmeasured first phase: its jobs are due from the start, the measured ones at `dueAt`. */
 interface WarmUp {
   count: number;
+  dueAt: Date;
   done: () => Promise<boolean>;
-  /** Clears the warm-up's attempt rows and makes the held jobs due. */
-  release: () => Promise<void>;
 }
 
 /**
- * Starts the baseline's worker processes, lets them drain the warm-up jobs, releases the N held
- * jobs, waits for every one to complete, then stops the processes.
+ * Starts the baseline's worker processes, lets them drain the warm-up jobs, clears their attempt
+ * rows, waits for the N measured jobs to come due and complete, then stops the processes.
  */
 async function drainWith(
   label: string,
@@ -88,7 +87,8 @@ async function drainWith(
       pollMs,
     );
     await receiver.report();
-    await warmUp.release();
+    await database.query("truncate bench_attempts");
+    await waitUntilDue(warmUp.dueAt);
     const done = await pollUntil(
       `${label} to complete ${n} jobs`,
       async () => {
@@ -128,10 +128,11 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
     "graphile",
     async ({ url, database }) => {
       await database.query(ATTEMPTS_TABLE_SQL);
+      const dueAt = measuredJobsDueAt(settings);
       const utils = await makeWorkerUtils({ connectionString: url });
       try {
         await utils.migrate();
-        await insertWarmUpThenHeld(settings.warmup, n, (size, runAt) =>
+        await insertWarmUpThenHeld(settings.warmup, n, dueAt, (size, runAt) =>
           utils.addJobs(
             Array.from({ length: size }, () => ({ identifier: QUEUE, payload: webhookPayload(), maxAttempts: 3, ...(runAt ? { runAt } : {}) })),
           ),
@@ -158,16 +159,14 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
           }),
         {
           count: settings.warmup,
-          // Completed jobs are deleted: warm when only the held ones are left.
+          dueAt,
+          // Completed jobs are deleted: warm when only the measured ones are left.
           done: async () => {
-            const [row] = await database.query<{ due: number }>(
-              "select count(*)::int as due from graphile_worker._private_jobs where run_at <= now()",
+            const [row] = await database.query<{ left: number }>(
+              "select count(*)::int as left from graphile_worker._private_jobs where run_at < $1",
+              [dueAt.toISOString()],
             );
-            return row?.due === 0;
-          },
-          release: async () => {
-            await database.query("truncate bench_attempts");
-            await database.query("update graphile_worker._private_jobs set run_at = now()");
+            return row?.left === 0;
           },
         },
         async () => {
@@ -198,12 +197,13 @@ export async function runPgBoss(
   const n = settings.n;
   return withScratchDatabase(settings.adminUrl, "pgboss", async ({ url, database }) => {
     await database.query(ATTEMPTS_TABLE_SQL);
+    const dueAt = measuredJobsDueAt(settings);
     const boss = new PgBoss({ connectionString: url, supervise: false, schedule: false, max: 4 });
     boss.on("error", (error) => console.error("pg-boss (bench):", error.message));
     await boss.start();
     try {
       await boss.createQueue(QUEUE, { name: QUEUE, retryLimit: 2, retryDelay: 0 });
-      await insertWarmUpThenHeld(settings.warmup, n, (size, startAfter) =>
+      await insertWarmUpThenHeld(settings.warmup, n, dueAt, (size, startAfter) =>
         boss.insert(
           Array.from({ length: size }, () => ({ name: QUEUE, data: webhookPayload(), retryLimit: 2, ...(startAfter ? { startAfter } : {}) })),
         ),
@@ -231,11 +231,8 @@ export async function runPgBoss(
         }),
       {
         count: settings.warmup,
+        dueAt,
         done: async () => (await pgBossProgress(database)).completed >= settings.warmup,
-        release: async () => {
-          await database.query("truncate bench_attempts");
-          await database.query("update pgboss.job set start_after = now() where name = $1 and state = 'created'", [QUEUE]);
-        },
       },
       async () => {
         const state = await pgBossProgress(database);

@@ -1,7 +1,8 @@
 import type { BenchSettings } from "../lib/settings.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { peakRssMiB, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
-import { releaseHeldDeliveries, seedDueDeliveries } from "../lib/seed.js";
+import { seedDueDeliveries } from "../lib/seed.js";
+import { measuredJobsDueAt, waitUntilDue } from "../lib/warmup.js";
 import { perSecond } from "../lib/stats.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 
@@ -36,15 +37,16 @@ export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<
 
 /**
  * `workers` worker processes drain `warmup` due deliveries unmeasured (JIT, pool and keep-alive
- * connections warm, as in a worker that has been running); then N held deliveries become due in one
- * statement with a NOTIFY, and their drain is measured.
+ * connections warm, as in a worker that has been running); then the N deliveries written with them
+ * come due (bench/lib/warmup.ts), and their drain is measured.
  */
 export async function runDrain(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<DrainResult> {
   const n = settings.n;
   return withScratchDatabase(settings.adminUrl, "drain", async ({ url, database }) => {
     const tenant = await createTenant(database, "bench");
+    const dueAt = measuredJobsDueAt(settings);
     await seedDueDeliveries(database, tenant.tenantId, receiver.url, settings.warmup);
-    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n, { held: true });
+    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n, { dueAt });
 
     const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
     const counts = async () => {
@@ -64,7 +66,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
         50,
       );
       await receiver.report();
-      const releasedMs = await releaseHeldDeliveries(database);
+      await waitUntilDue(dueAt);
       // Cheap while draining: the open rows are exactly the claim index's rows. The end time comes
       // from the rows themselves, so the poll can be unhurried.
       const polledAt = await pollUntil(
@@ -79,9 +81,9 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
       if (totals?.succeeded !== settings.warmup + n) throw new Error(`only ${totals?.succeeded} of ${settings.warmup + n} deliveries succeeded`);
       const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
-        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= to_timestamp($1 / 1000.0))) * 1000)::float8 as first_ms,
+        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
                 (extract(epoch from (select max(finished_at) from webhook_deliveries)) * 1000)::float8 as last_ms`,
-        [releasedMs],
+        [dueAt.toISOString()],
       );
       const firstMs = Number(span?.first_ms);
       const elapsedMs = Number(span?.last_ms) - firstMs;
