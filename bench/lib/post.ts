@@ -1,6 +1,6 @@
 import { Agent } from "undici";
 import { RESPONSE_READ_CAP_BYTES } from "../../src/delivery/http-sender.js";
-import { postOnce, type PostTarget } from "../../src/delivery/post-once.js";
+import { postOnce, postTargetOf, type PostTarget } from "../../src/delivery/post-once.js";
 import { signedHeaders } from "./payload.js";
 
 /** One keep-alive agent per process, configured like the service's HttpSender. */
@@ -21,8 +21,7 @@ const targets = new Map<string, PostTarget>();
 export function postTarget(url: string): PostTarget {
   let target = targets.get(url);
   if (!target) {
-    const parsed = new URL(url);
-    target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+    target = postTargetOf(new URL(url));
     targets.set(url, target);
   }
   return target;

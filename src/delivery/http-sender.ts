@@ -2,7 +2,7 @@ import { Agent } from "undici";
 import type { ErrorKind } from "../db/schema.js";
 import { parseRetryAfter, type AttemptResult } from "./outcome.js";
 import { pinnedLookup } from "./pinned-lookup.js";
-import { postOnce, type PostTarget } from "./post-once.js";
+import { postOnce, postTargetOf, type PostTarget } from "./post-once.js";
 import { UrlRejectedError, type UrlPolicy } from "./url-policy.js";
 
 export interface OutgoingRequest {
@@ -98,8 +98,7 @@ export class HttpSender {
     if (known) return known;
     let target: PostTarget | UrlRejectedError;
     try {
-      const parsed = this.urlPolicy.parse(url);
-      target = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+      target = postTargetOf(this.urlPolicy.parse(url));
     } catch (error) {
       if (!(error instanceof UrlRejectedError)) throw error;
       target = error;

@@ -7,6 +7,10 @@ export interface PostTarget {
   path: string;
 }
 
+export function postTargetOf(url: URL): PostTarget {
+  return { origin: url.origin, path: `${url.pathname}${url.search}` };
+}
+
 export interface PostInput {
   target: PostTarget;
   headers: Record<string, string>;
