@@ -53,7 +53,7 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
       if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
       const [row] = await database.query<{ succeeded: number; open: number }>(
         `select count(*) filter (where status = 'succeeded')::int as succeeded,
-                count(*) filter (where status in ('pending', 'delivering') and next_attempt_at <= now())::int as open
+                count(*) filter (where status in ('pending', 'delivering'))::int as open
          from webhook_deliveries`,
       );
       return row;
@@ -75,10 +75,8 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
         60_000 + n * 10,
         50,
       );
-      const [totals] = await database.query<{ succeeded: number }>(
-        "select count(*) filter (where status = 'succeeded')::int as succeeded from webhook_deliveries",
-      );
-      if (totals?.succeeded !== settings.warmup + n) throw new Error(`only ${totals?.succeeded} of ${settings.warmup + n} deliveries succeeded`);
+      const succeeded = (await counts())?.succeeded;
+      if (succeeded !== settings.warmup + n) throw new Error(`only ${succeeded} of ${settings.warmup + n} deliveries succeeded`);
       const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
         `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
