@@ -84,6 +84,7 @@ export const configSchema = z.object({
   WORKER_CONCURRENCY: integer(64, 1, 10_000),
   WORKER_HOST_CONCURRENCY: integer(32, 1, 10_000),
   WORKER_BATCH_SIZE: integer(64, 1, 1_000),
+  WORKER_PREFETCH: integer(64, 0, 10_000),
   WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
   WORKER_BATCH_WINDOW_MS: integer(5, 0, 1_000),
   LEASE_MARGIN_MS: integer(5_000, 0, 600_000),

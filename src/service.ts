@@ -85,6 +85,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       hostConcurrency: config.WORKER_HOST_CONCURRENCY,
       shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
+      prefetch: config.WORKER_PREFETCH,
       batchWindowMs: config.WORKER_BATCH_WINDOW_MS,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,

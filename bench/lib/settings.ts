@@ -51,6 +51,8 @@ export interface BenchSettings {
   httpConcurrency: number;
   batchSize: number;
   batchWindowMs: number;
+  /** WORKER_PREFETCH: deliveries claimed ahead of free slots. */
+  prefetch: number;
   /** Latency scenario: offered terminal updates per second, for how long. */
   latencyRate: number;
   latencySeconds: number;
@@ -89,6 +91,7 @@ export function readSettings(): BenchSettings {
     httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),
     batchSize: integer("BENCH_BATCH_SIZE", 64),
     batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5, 0),
+    prefetch: integer("BENCH_PREFETCH", 64, 0),
     latencyRate: integer("BENCH_LATENCY_RATE", 1000),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),

@@ -26,8 +26,10 @@ export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<
     WORKER_CONCURRENCY: String(settings.concurrency),
     WORKER_BATCH_SIZE: String(settings.batchSize),
     WORKER_BATCH_WINDOW_MS: String(settings.batchWindowMs),
-    // One receiver is one destination: a per-host cap below the concurrency would throttle the run.
-    WORKER_HOST_CONCURRENCY: String(settings.concurrency),
+    WORKER_PREFETCH: String(settings.prefetch),
+    // One receiver is one destination: a per-host cap below what the worker holds (in flight and
+    // prefetched) would throttle the run.
+    WORKER_HOST_CONCURRENCY: String(settings.concurrency + settings.prefetch),
     WORKER_POLL_INTERVAL_MS: "1000",
     WEBHOOK_ALLOW_INSECURE_URLS: "true",
     SHUTDOWN_GRACE_MS: "2000",

@@ -29,6 +29,12 @@ export interface WorkerOptions {
   /** Most deliveries claimed per round trip. */
   batchSize: number;
   /**
+   * Deliveries claimed ahead of free slots, held in memory, so a slot that frees starts the next
+   * attempt at once instead of waiting for a claim's round trip. One that waits longer than half the
+   * lease margin is given back, so it never starts too late for its lease. 0 claims only for free slots.
+   */
+  prefetch?: number;
+  /**
    * After a claim that emptied the queue, the next claim (and likewise the next write of results)
    * waits until this long after the previous one, so deliveries that arrive close together share a
    * round trip. A delivery arriving after a quiet spell is claimed at once. 0 turns this off.
@@ -60,13 +66,19 @@ export class OutboxWorker {
   private inFlight = 0;
   /** Finished attempts whose results are not yet written (queued or being flushed). */
   private unrecorded = 0;
+  /** Attempts in flight per destination. */
   private readonly perHost = new Map<string, number>();
+  /** Claimed, not yet started (at most `prefetch` beyond the free slots), in claim order. */
+  private readonly ready: ReadyDelivery[] = [];
   /** Aborted when the shutdown grace runs out: every attempt still in flight listens to it. */
   private readonly shutdown = new AbortController();
   private wakeRequested = false;
   /** More may be due than the last claim took: a freed slot is then worth a claim. */
   private backlog = true;
-  private wake: (() => void) | undefined;
+  private readonly wakers = new Set<() => void>();
+  /** Claims travelling now, and the most deliveries they may bring. */
+  private claiming = 0;
+  private reserved = 0;
   private unlisten: Unlisten | undefined;
   private readonly results: AttemptRecord[] = [];
   private flushing: Promise<void> | undefined;
@@ -79,9 +91,14 @@ export class OutboxWorker {
 
   /** The smallest claim worth a round trip while attempts are in flight: a quarter of a batch. */
   private readonly minClaim: number;
+  private readonly prefetch: number;
+  /** How long a prefetched delivery may wait for a slot: its lease still covers a whole attempt. */
+  private readonly readyWaitMs: number;
 
   constructor(private readonly options: WorkerOptions) {
     this.minClaim = Math.max(1, Math.floor(Math.min(options.batchSize, options.concurrency) / 4));
+    this.readyWaitMs = Math.floor(options.leaseMarginMs / 2);
+    this.prefetch = this.readyWaitMs > 0 ? (options.prefetch ?? 0) : 0;
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     setMaxListeners(0, this.shutdown.signal);
   }
@@ -90,7 +107,9 @@ export class OutboxWorker {
     if (this.running) return;
     this.running = true;
     this.unlisten = await this.options.database.listen(OUTBOX_CHANNEL, () => this.poke());
-    this.loopDone = this.loop();
+    // With a prefetch, two claim loops keep a claim travelling while the other's rows are unpacked.
+    const loops = this.prefetch > 0 ? 2 : 1;
+    this.loopDone = Promise.all(Array.from({ length: loops }, () => this.loop())).then(() => undefined);
   }
 
   /**
@@ -102,6 +121,8 @@ export class OutboxWorker {
     this.running = false;
     this.poke();
     await this.loopDone;
+    // Claimed but never started: back to the queue without spending an attempt.
+    await this.release(this.ready.splice(0).map((entry) => entry.delivery.id));
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
     await this.unlisten?.().catch(() => undefined);
@@ -123,7 +144,7 @@ export class OutboxWorker {
   poke(): void {
     this.backlog = true;
     this.wakeRequested = true;
-    this.wake?.();
+    for (const wake of this.wakers) wake();
   }
 
   private async loop(): Promise<void> {
@@ -131,10 +152,13 @@ export class OutboxWorker {
       // After a claim that emptied the queue, what arrives next gathers for the rest of the window.
       if (!this.lastClaimFull) await this.waitOutWindow(this.lastClaimAt);
       if (!this.running) break;
-      const free = this.options.concurrency - this.inFlight;
+      this.startReady();
+      const free = this.options.concurrency + this.prefetch - this.inFlight - this.ready.length - this.reserved;
       // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
-      if (free < this.minClaim || this.unrecorded >= this.options.concurrency * 4) {
-        await this.idle(this.options.pollIntervalMs);
+      // A second claim travels only while the queue is known to hold more than the first will take.
+      const crowded = this.claiming > 0 && !this.backlog;
+      if (free < this.minClaim || crowded || this.unrecorded >= this.options.concurrency * 4) {
+        await this.idle(this.ready.length > 0 ? Math.min(this.readyWaitMs, this.options.pollIntervalMs) : this.options.pollIntervalMs);
         continue;
       }
       const limit = Math.min(free, this.options.batchSize);
@@ -143,6 +167,8 @@ export class OutboxWorker {
       // Cleared before the claim, so a NOTIFY that arrives during it still counts.
       this.backlog = false;
       this.lastClaimAt = performance.now();
+      this.claiming++;
+      this.reserved += limit;
       try {
         claimed = await claimDue(this.options.database, this.workerId, limit, this.options.leaseMarginMs, skippedHosts);
         this.dbBackoffMs = 0;
@@ -152,10 +178,14 @@ export class OutboxWorker {
         this.options.logger.error({ err: error, retryInMs: this.dbBackoffMs }, "claim failed");
         await this.idle(this.dbBackoffMs);
         continue;
+      } finally {
+        this.claiming--;
+        this.reserved -= limit;
       }
       this.options.onClaim?.(claimed.length);
       this.lastClaimFull = claimed.length === limit;
-      const overCap = this.startAll(claimed);
+      const overCap = this.accept(claimed);
+      this.startReady();
       // Due rows may remain: the claim was full, or left some destination's rows for a free slot of its own.
       if (this.lastClaimFull || skippedHosts.length > 0 || overCap.length > 0) this.backlog = true;
       if (overCap.length > 0) await this.release(overCap);
@@ -163,35 +193,71 @@ export class OutboxWorker {
     }
   }
 
-  /** Starts each claimed delivery whose destination has room; returns the ids of the others. */
-  private startAll(claimed: ClaimedDelivery[]): string[] {
+  /** Queues each claimed delivery whose destination has room to start; returns the ids of the others. */
+  private accept(claimed: ClaimedDelivery[]): string[] {
     const overCap: string[] = [];
+    const load = this.hostLoad();
+    const claimedAt = performance.now();
     for (const delivery of claimed) {
       const host = urlAuthority(delivery.url);
-      const busy = this.perHost.get(host) ?? 0;
-      if (busy >= this.options.hostConcurrency || !this.running) {
+      const held = load.get(host) ?? 0;
+      // The cap counts deliveries waiting to start too: a slow destination never has more than its
+      // cap claimed, so the rest of its queue stays pending with its attempts unspent.
+      if (held >= this.options.hostConcurrency || !this.running) {
         overCap.push(delivery.id);
         continue;
       }
-      this.perHost.set(host, busy + 1);
-      this.inFlight++;
-      // The slot frees as soon as the attempt ends; recording is batched behind it.
-      void this.attempt(delivery)
-        .then(
-          (record) => this.queueRecord(record),
-          (error: unknown) => {
-            // Only a bug lands here; the lease returns the delivery to the queue.
-            this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
-          },
-        )
-        .finally(() => {
-          this.inFlight--;
-          this.releaseHost(host);
-          // A claim that came back short emptied the queue: until a NOTIFY says otherwise, a free slot has nothing to fetch.
-          if (this.backlog) this.poke();
-        });
+      load.set(host, held + 1);
+      this.ready.push({ delivery, host, claimedAt });
     }
     return overCap;
+  }
+
+  /** Starts waiting deliveries into free slots, oldest first; gives back those that waited too long. */
+  private startReady(): void {
+    const stale: string[] = [];
+    const now = performance.now();
+    // Oldest first: when the head has not waited too long, nothing behind it has.
+    while (this.ready.length > 0) {
+      const head = this.ready[0]!;
+      if (this.running && now - head.claimedAt <= this.readyWaitMs) {
+        if (this.inFlight >= this.options.concurrency) break;
+        this.ready.shift();
+        this.begin(head);
+      } else stale.push(this.ready.shift()!.delivery.id);
+    }
+    if (stale.length > 0) {
+      this.backlog = true;
+      void this.release(stale);
+    }
+  }
+
+  private begin({ delivery, host }: ReadyDelivery): void {
+    this.perHost.set(host, (this.perHost.get(host) ?? 0) + 1);
+    this.inFlight++;
+    // The slot frees as soon as the attempt ends; recording is batched behind it.
+    void this.attempt(delivery)
+      .then(
+        (record) => this.queueRecord(record),
+        (error: unknown) => {
+          // Only a bug lands here; the lease returns the delivery to the queue.
+          this.options.logger.error({ err: error, deliveryId: delivery.id }, "attempt crashed");
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        this.releaseHost(host);
+        this.startReady();
+        // A claim that came back short emptied the queue: until a NOTIFY says otherwise, a free slot has nothing to fetch.
+        if (this.backlog) this.poke();
+      });
+  }
+
+  /** Deliveries held per destination: in flight and waiting to start. */
+  private hostLoad(): Map<string, number> {
+    const load = new Map(this.perHost);
+    for (const { host } of this.ready) load.set(host, (load.get(host) ?? 0) + 1);
+    return load;
   }
 
   private releaseHost(host: string): void {
@@ -201,7 +267,7 @@ export class OutboxWorker {
   }
 
   private saturatedHosts(): string[] {
-    return [...this.perHost].filter(([, busy]) => busy >= this.options.hostConcurrency).map(([host]) => host);
+    return [...this.hostLoad()].filter(([, held]) => held >= this.options.hostConcurrency).map(([host]) => host);
   }
 
   /** Gives back claims this worker will not start, without spending their attempt. */
@@ -220,15 +286,14 @@ export class OutboxWorker {
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      this.wake = done;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        this.wakers.delete(done);
+        this.wakeRequested = false;
         resolve();
-      }
-    }).then(() => {
-      this.wake = undefined;
-      this.wakeRequested = false;
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.wakers.add(done);
     });
   }
 
@@ -357,6 +422,13 @@ export class OutboxWorker {
     }, delayMs);
     this.retryTimers.add(timer);
   }
+}
+
+interface ReadyDelivery {
+  delivery: ClaimedDelivery;
+  host: string;
+  /** performance.now() when its claim returned: its lease runs from about then. */
+  claimedAt: number;
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity): the row is bad, retrying will not help. */
