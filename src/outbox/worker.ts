@@ -70,6 +70,8 @@ export class OutboxWorker {
   private readonly perHost = new Map<string, number>();
   /** Claimed, not yet started (at most `prefetch` beyond the free slots), in claim order. */
   private readonly ready: ReadyDelivery[] = [];
+  /** Set when prefetched deliveries waited too long; cleared when an attempt ends. */
+  private prefetchPaused = false;
   /** Aborted when the shutdown grace runs out: every attempt still in flight listens to it. */
   private readonly shutdown = new AbortController();
   private wakeRequested = false;
@@ -153,7 +155,8 @@ export class OutboxWorker {
       if (!this.lastClaimFull) await this.waitOutWindow(this.lastClaimAt);
       if (!this.running) break;
       this.startReady();
-      const free = this.options.concurrency + this.prefetch - this.inFlight - this.ready.length - this.reserved;
+      const prefetch = this.prefetchPaused ? 0 : this.prefetch;
+      const free = this.options.concurrency + prefetch - this.inFlight - this.ready.length - this.reserved;
       // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
       // A second claim travels only while the queue is known to hold more than the first will take.
       const crowded = this.claiming > 0 && !this.backlog;
@@ -227,6 +230,8 @@ export class OutboxWorker {
       } else stale.push(this.ready.shift()!.delivery.id);
     }
     if (stale.length > 0) {
+      // Every slot is held by slow attempts: claim only for free slots until one of them ends.
+      this.prefetchPaused = true;
       this.backlog = true;
       void this.release(stale);
     }
@@ -246,6 +251,7 @@ export class OutboxWorker {
       )
       .finally(() => {
         this.inFlight--;
+        this.prefetchPaused = false;
         this.releaseHost(host);
         this.startReady();
         // A claim that came back short emptied the queue: until a NOTIFY says otherwise, a free slot has nothing to fetch.
