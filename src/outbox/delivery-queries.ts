@@ -35,17 +35,6 @@ export async function deliveriesOfJob(database: Database, tenantId: string, jobI
   }));
 }
 
-/** One tenant's delivery, or undefined when it does not exist or is another tenant's. */
-export async function findDelivery(database: Database, tenantId: string | undefined, deliveryId: string): Promise<DeliveryRow | undefined> {
-  const conditions = [eq(webhookDeliveries.id, deliveryId)];
-  if (tenantId !== undefined) conditions.push(eq(webhookDeliveries.tenantId, tenantId));
-  const [row] = await database.db
-    .select()
-    .from(webhookDeliveries)
-    .where(and(...conditions));
-  return row;
-}
-
 /**
  * A page of one tenant's deliveries, newest first (the polling safety net for missed webhooks).
  * Served by webhook_deliveries_tenant_created_idx, or the partial ..._tenant_failed_idx for status=failed.

@@ -6,7 +6,6 @@ import { decodeCursor, encodeCursor } from "../../jobs/cursor.js";
 import type { JobService } from "../../jobs/job-service.js";
 import {
   deliveriesOfJob,
-  findDelivery,
   listDeliveries,
   type AttemptRow,
   type DeliveryRow,
@@ -139,10 +138,7 @@ export function deliveryRoutes(database: Database, jobService: JobService) {
     const { deliveryId } = c.req.valid("param");
     if (!isUuid(deliveryId)) throw notFound("delivery");
     const tenantId = c.get("tenantId");
-    await redeliver(database, deliveryId, tenantId);
-    const delivery = await findDelivery(database, tenantId, deliveryId);
-    if (!delivery) throw notFound("delivery"); // pruned in between
-    return c.json(deliveryJson(delivery), 202);
+    return c.json(deliveryJson(await redeliver(database, deliveryId, tenantId)), 202);
   });
 
   return app;
