@@ -158,8 +158,9 @@ export class OutboxWorker {
       const prefetch = this.prefetchPaused ? 0 : this.prefetch;
       const free = this.options.concurrency + prefetch - this.inFlight - this.ready.length - this.reserved;
       // Claim in batches, not one row per freed slot; backpressure while results cannot be written.
-      // A second claim travels only while the queue is known to hold more than the first will take.
-      const crowded = this.claiming > 0 && !this.backlog;
+      // A second claim travels only under a backlog (the last claim came back full): in a steady
+      // stream it would split the same few rows over two round trips.
+      const crowded = this.claiming > 0 && !this.lastClaimFull;
       if (free < this.minClaim || crowded || this.unrecorded >= this.options.concurrency * 4) {
         await this.idle(this.ready.length > 0 ? Math.min(this.readyWaitMs, this.options.pollIntervalMs) : this.options.pollIntervalMs);
         continue;
