@@ -5,14 +5,6 @@ import { AppError, notFound } from "../errors.js";
 import type { DeliveryRow } from "./delivery-queries.js";
 import { OUTBOX_CHANNEL } from "./enqueue.js";
 
-/*
- * The same row gets a fresh budget: as many further attempts as its frozen schedule holds.
- * Attempt numbers keep counting up (nextAfterFailure indexes the schedule from
- * max_attempts - schedule length), so the earlier attempts stay as they were and new ones append.
- * The status guard makes this atomic against a worker: a delivery in flight is never touched.
- * The NOTIFY is sent only when the update happened, and is delivered at the commit (redelivery is
- * rare, so holding the notify lock through its commit costs nothing).
- */
 const STATUS_SQL = `select status from webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;
 
 /**
@@ -20,6 +12,12 @@ const STATUS_SQL = `select status from webhook_deliveries where id = $1 and ($2:
  * the row as this left it (a worker may claim it the moment it commits).
  * `tenantId` scopes it to one tenant (the HTTP API); undefined is the operator's CLI.
  * Throws 404 DELIVERY_NOT_FOUND, or 409 DELIVERY_IN_FLIGHT while it is pending or delivering.
+ *
+ * The same row gets as many further attempts as its frozen schedule holds. Attempt numbers keep
+ * counting up (nextAfterFailure indexes the schedule from max_attempts - schedule length), so the
+ * earlier attempts stay as they were and new ones append. The status guard makes this atomic
+ * against a worker: a delivery in flight is never touched. The NOTIFY goes out only when the update
+ * happened, at the commit (redelivery is rare, so holding the notify lock through it costs nothing).
  */
 export async function redeliver(database: Database, deliveryId: string, tenantId?: string): Promise<DeliveryRow> {
   const d = webhookDeliveries;
