@@ -185,15 +185,15 @@ export async function runGraphileWorker(settings: BenchSettings, receiver: Recei
             (await database.query("select 1 from graphile_worker._private_jobs order by id limit 1")).length > 0,
           // Completed jobs are deleted: done when none is left and every job has its 2xx attempt row.
           count: async () => {
-          const [row] = await database.query<{ open: number; dead: number }>(
-            `select count(*)::int as open, count(*) filter (where attempts >= max_attempts and last_error is not null)::int as dead
-             from graphile_worker._private_jobs`,
-          );
-          if (!row || row.open > 0) return { completed: 0, failed: row?.dead ?? 0 };
-          const [attempted] = await database.query<{ n: number }>(
-            "select count(distinct job_id)::int as n from bench_attempts where response_status between 200 and 299",
-          );
-          return { completed: attempted?.n ?? 0, failed: 0 };
+            const [row] = await database.query<{ open: number; dead: number }>(
+              `select count(*)::int as open, count(*) filter (where attempts >= max_attempts and last_error is not null)::int as dead
+               from graphile_worker._private_jobs`,
+            );
+            if (!row || row.open > 0) return { completed: 0, failed: row?.dead ?? 0 };
+            const [attempted] = await database.query<{ n: number }>(
+              "select count(distinct job_id)::int as n from bench_attempts where response_status between 200 and 299",
+            );
+            return { completed: attempted?.n ?? 0, failed: 0 };
           },
         },
         20,

@@ -54,17 +54,15 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
     const alive = () => {
       if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
     };
-    const counts = async () => {
+    const succeeded = async () => {
       alive();
-      const [row] = await database.query<{ succeeded: number }>(
-        `select count(*) filter (where status = 'succeeded')::int as succeeded from webhook_deliveries`,
-      );
-      return row;
+      const [row] = await database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where status = 'succeeded'");
+      return row?.n;
     };
     try {
       await pollUntil(
         `${settings.warmup} warm-up deliveries`,
-        async () => ((await counts())?.succeeded === settings.warmup ? true : undefined),
+        async () => ((await succeeded()) === settings.warmup ? true : undefined),
         60_000 + settings.warmup * 10,
         50,
       );
@@ -85,8 +83,8 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
         60_000 + n * 10,
         50,
       );
-      const succeeded = (await counts())?.succeeded;
-      if (succeeded !== settings.warmup + n) throw new Error(`only ${succeeded} of ${settings.warmup + n} deliveries succeeded`);
+      const total = await succeeded();
+      if (total !== settings.warmup + n) throw new Error(`only ${total} of ${settings.warmup + n} deliveries succeeded`);
       const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
         `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
