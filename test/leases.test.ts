@@ -145,4 +145,26 @@ describe("leases", () => {
     const attempts = await attemptsOf(testDb.database, delivery?.id ?? "");
     expect(attempts.map((a) => a.outcome)).toEqual(["interrupted", "interrupted", "interrupted"]);
   });
+  // Last in this file: it retires the tenant's signing secrets.
+  it("claims hand each delivery its tenant's active secrets, and none once they have all expired", async () => {
+    const first = await completedJob();
+    const second = await completedJob();
+    const claimed = await claimDue(testDb.database, "secrets", 10, 60_000);
+    expect(claimed.map((d) => d.id).sort()).toEqual(
+      [...(await deliveriesOf(testDb.database, first)), ...(await deliveriesOf(testDb.database, second))].map((d) => d.id).sort(),
+    );
+    const active = await testDb.database.query<{ secret: string }>(
+      "select secret from signing_secrets where tenant_id = $1 order by created_at desc",
+      [claimed[0]?.tenant_id],
+    );
+    expect(active.length).toBeGreaterThan(0);
+    for (const delivery of claimed) expect(delivery.secrets).toEqual(active.map((row) => row.secret));
+
+    await testDb.database.query("update signing_secrets set expires_at = now() - interval '1 second' where tenant_id = $1", [
+      claimed[0]?.tenant_id,
+    ]);
+    const third = await completedJob();
+    const [unsigned] = await claimDue(testDb.database, "secrets", 10, 60_000);
+    expect(unsigned).toMatchObject({ id: (await deliveriesOf(testDb.database, third))[0]?.id, secrets: null });
+  });
 });

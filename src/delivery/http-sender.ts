@@ -40,11 +40,15 @@ export class HttpSender {
   async send(outgoing: OutgoingRequest): Promise<AttemptResult> {
     const startedAt = new Date();
     const started = performance.now();
+    // Built field by field: object spread costs microseconds per call on this hot path.
     const finish = (partial: Omit<AttemptResult, "startedAt" | "finishedAt" | "durationMs">): AttemptResult => ({
       startedAt,
       finishedAt: new Date(),
       durationMs: Math.round(performance.now() - started),
-      ...partial,
+      responseStatus: partial.responseStatus,
+      responseBodyExcerpt: partial.responseBodyExcerpt,
+      retryAfterMs: partial.retryAfterMs,
+      error: partial.error,
     });
 
     const target = this.targetOf(outgoing.url);
@@ -52,7 +56,7 @@ export class HttpSender {
 
     const outcome = await postOnce(this.agentFor(outgoing.connectTimeoutMs), {
       target,
-      headers: { "content-type": "application/json", "user-agent": USER_AGENT, ...outgoing.headers },
+      headers: Object.assign({ "content-type": "application/json", "user-agent": USER_AGENT }, outgoing.headers),
       body: outgoing.body,
       timeoutMs: outgoing.timeoutMs,
       readCapBytes: RESPONSE_READ_CAP_BYTES,

@@ -16,27 +16,25 @@ export function decideAttempt(delivery: ClaimedDelivery, result: AttemptResult, 
           retryAfterMs: classification.retryAfterMs,
           retryAfterCapMs,
         });
-  return {
-    ...resultColumns(delivery, result),
+  return attemptRecord(delivery, result, {
     outcome: decision.outcome,
     deliveryStatus: decision.outcome === "retry" ? "pending" : decision.outcome,
     retryDelayMs: decision.outcome === "retry" ? decision.delayMs : null,
     errorKind: classification.errorKind,
     errorMessage: classification.errorMessage,
-  };
+  });
 }
 
 /** An attempt cut short by shutdown counts as an attempt; the delivery is due again at once. */
 export function interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
   const attemptsLeft = delivery.attempt_count < delivery.max_attempts;
-  return {
-    ...resultColumns(delivery, result),
+  return attemptRecord(delivery, result, {
     outcome: "interrupted",
     deliveryStatus: attemptsLeft ? "pending" : "failed",
     retryDelayMs: attemptsLeft ? 0 : null,
     errorKind: "other",
     errorMessage: "aborted: the worker shut down before the receiver answered",
-  };
+  });
 }
 
 /** The result of an attempt that could not be signed, so was never sent. */
@@ -52,12 +50,20 @@ export function noSecretResult(): AttemptResult {
   };
 }
 
-function resultColumns(delivery: ClaimedDelivery, result: AttemptResult) {
+type Verdict = Pick<AttemptRecord, "outcome" | "deliveryStatus" | "retryDelayMs" | "errorKind" | "errorMessage">;
+
+/** One record per attempt, built field by field: object spread costs microseconds per call here. */
+function attemptRecord(delivery: ClaimedDelivery, result: AttemptResult, verdict: Verdict): AttemptRecord {
   return {
     deliveryId: delivery.id,
     attemptNumber: delivery.attempt_count,
+    outcome: verdict.outcome,
+    deliveryStatus: verdict.deliveryStatus,
+    retryDelayMs: verdict.retryDelayMs,
     responseStatus: result.responseStatus,
     responseBodyExcerpt: result.responseBodyExcerpt,
+    errorKind: verdict.errorKind,
+    errorMessage: verdict.errorMessage,
     startedAt: result.startedAt,
     finishedAt: result.finishedAt,
     durationMs: result.durationMs,

@@ -33,7 +33,8 @@ export function urlAuthority(url: string): string {
 
 export const CLAIM_SQL = `
 with due as (
-  select id, status as previous_status, locked_by as previous_owner, locked_until as previous_lease_end
+  select id, status as previous_status, attempt_count as previous_attempts, locked_by as previous_owner,
+         locked_until as previous_lease_end
   from webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
     and not (substring(url from '${URL_AUTHORITY_PATTERN}') = any($4::text[]))
@@ -41,52 +42,56 @@ with due as (
   limit $2
   for update skip locked
 ),
-claimed as (
+taken as (
   -- Rows are reached through "= any(array(...))", not by joining "due" alone: a generic plan
   -- guesses a LIMIT $2 at a tenth of the table and would hash-join a sequential scan of it.
+  -- A row with no attempt left had its last one cut off by a dead worker: it fails instead.
   update webhook_deliveries d
-  set status = 'delivering',
-      attempt_count = d.attempt_count + 1,
-      locked_by = $1,
-      locked_until = now() + (d.timeout_ms + $3) * interval '1 millisecond',
-      next_attempt_at = now() + (d.timeout_ms + $3) * interval '1 millisecond'
+  set status = case when d.attempt_count < d.max_attempts then 'delivering' else 'failed' end,
+      attempt_count = least(d.attempt_count + 1, d.max_attempts),
+      locked_by = case when d.attempt_count < d.max_attempts then $1 end,
+      locked_until = case when d.attempt_count < d.max_attempts
+                          then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
+      next_attempt_at = case when d.attempt_count < d.max_attempts
+                             then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
+      finished_at = case when d.attempt_count < d.max_attempts then d.finished_at else now() end,
+      last_error = case when d.attempt_count < d.max_attempts then d.last_error
+                        else 'last attempt interrupted: its worker stopped before recording an outcome' end
   from due
-  where d.id = any(array(select id from due)) and d.id = due.id and d.attempt_count < d.max_attempts
-  returning d.id, d.tenant_id, d.url, d.payload::text as body, d.attempt_count, d.max_attempts,
+  where d.id = any(array(select id from due)) and d.id = due.id
+  returning d.id, d.tenant_id, d.url, d.payload::text as body, d.status, d.attempt_count, d.max_attempts,
             d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms,
-            due.previous_status, due.previous_owner, due.previous_lease_end
-),
-exhausted as (
-  -- The last allowed attempt was cut off by a dead worker: nothing is left to try.
-  update webhook_deliveries d
-  set status = 'failed', locked_by = null, locked_until = null, next_attempt_at = null, finished_at = now(),
-      last_error = 'last attempt interrupted: its worker stopped before recording an outcome'
-  from due
-  where d.id = any(array(select id from due)) and d.id = due.id and d.attempt_count >= d.max_attempts
-  returning d.id, d.attempt_count, d.timeout_ms, due.previous_owner, due.previous_lease_end
+            due.previous_status, due.previous_attempts, due.previous_owner, due.previous_lease_end
 ),
 interrupted as (
+  -- A lease that ran out with the attempt unrecorded: that attempt is written down as interrupted.
   insert into webhook_delivery_attempts
     (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, error_kind, error_message, outcome)
-  select x.id, x.attempt_number, x.previous_owner, x.started_at, now(),
+  select x.id, x.previous_attempts, x.previous_owner, x.started_at, now(),
          greatest(0, extract(epoch from now() - x.started_at) * 1000)::int,
          'other', 'worker stopped before recording an outcome; retried after its lease expired', 'interrupted'
   from (
-    select id, attempt_count - 1 as attempt_number, previous_owner,
+    select id, previous_attempts, previous_owner,
            previous_lease_end - (timeout_ms + $3) * interval '1 millisecond' as started_at
-    from claimed where previous_status = 'delivering'
-    union all
-    select id, attempt_count, previous_owner, previous_lease_end - (timeout_ms + $3) * interval '1 millisecond'
-    from exhausted
+    from taken where previous_status = 'delivering'
   ) x
   on conflict (delivery_id, attempt_number) do nothing
+),
+claimed as (
+  select * from taken where status = 'delivering'
+),
+tenant_secrets as (
+  -- Once per tenant in the batch, not once per row.
+  select t.tenant_id,
+         (select array_agg(s.secret order by s.created_at desc)
+          from signing_secrets s
+          where s.tenant_id = t.tenant_id and (s.expires_at is null or s.expires_at > now())) as secrets
+  from (select distinct tenant_id from claimed) t
 )
 select c.id, c.tenant_id, c.url, c.body, c.attempt_count, c.max_attempts, c.retry_delays_ms, c.timeout_ms,
-       c.connect_timeout_ms,
-       (select array_agg(s.secret order by s.created_at desc)
-        from signing_secrets s
-        where s.tenant_id = c.tenant_id and (s.expires_at is null or s.expires_at > now())) as secrets
-from claimed c`;
+       c.connect_timeout_ms, k.secrets
+from claimed c
+join tenant_secrets k on k.tenant_id = c.tenant_id`;
 
 /** Claims up to `limit` due deliveries, skipping destinations this worker already has at its cap. */
 export async function claimDue(
