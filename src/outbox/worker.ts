@@ -109,7 +109,8 @@ export class OutboxWorker {
     if (this.running) return;
     this.running = true;
     this.unlisten = await this.options.database.listen(OUTBOX_CHANNEL, () => this.poke());
-    // With a prefetch, two claim loops keep a claim travelling while the other's rows are unpacked.
+    // With a prefetch, a second loop may claim while the first one's claim travels (under a backlog;
+    // with one process this is rare: README, Performance).
     const loops = this.prefetch > 0 ? 2 : 1;
     this.loopDone = Promise.all(Array.from({ length: loops }, () => this.loop())).then(() => undefined);
   }
