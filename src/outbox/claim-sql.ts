@@ -34,7 +34,7 @@ export function urlAuthority(url: string): string {
 export const CLAIM_SQL = `
 with due as (
   select id, status as previous_status, attempt_count as previous_attempts, locked_by as previous_owner,
-         locked_until as previous_lease_end
+         locked_until as previous_lease_end, attempt_count < max_attempts as attempt_left
   from webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
     and not (substring(url from '${URL_AUTHORITY_PATTERN}') = any($4::text[]))
@@ -47,15 +47,13 @@ taken as (
   -- guesses a LIMIT $2 at a tenth of the table and would hash-join a sequential scan of it.
   -- A row with no attempt left had its last one cut off by a dead worker: it fails instead.
   update webhook_deliveries d
-  set status = case when d.attempt_count < d.max_attempts then 'delivering' else 'failed' end,
-      attempt_count = least(d.attempt_count + 1, d.max_attempts),
-      locked_by = case when d.attempt_count < d.max_attempts then $1 end,
-      locked_until = case when d.attempt_count < d.max_attempts
-                          then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
-      next_attempt_at = case when d.attempt_count < d.max_attempts
-                             then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
-      finished_at = case when d.attempt_count < d.max_attempts then d.finished_at else now() end,
-      last_error = case when d.attempt_count < d.max_attempts then d.last_error
+  set status = case when due.attempt_left then 'delivering' else 'failed' end,
+      attempt_count = case when due.attempt_left then d.attempt_count + 1 else d.attempt_count end,
+      locked_by = case when due.attempt_left then $1 end,
+      locked_until = case when due.attempt_left then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
+      next_attempt_at = case when due.attempt_left then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
+      finished_at = case when due.attempt_left then d.finished_at else now() end,
+      last_error = case when due.attempt_left then d.last_error
                         else 'last attempt interrupted: its worker stopped before recording an outcome' end
   from due
   where d.id = any(array(select id from due)) and d.id = due.id
