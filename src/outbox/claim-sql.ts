@@ -37,7 +37,7 @@ with due as (
          locked_until as previous_lease_end, attempt_count < max_attempts as attempt_left
   from webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
-    and not (substring(url from '${URL_AUTHORITY_PATTERN}') = any($4::text[]))
+    and (cardinality($4::text[]) = 0 or not (substring(url from '${URL_AUTHORITY_PATTERN}') = any($4::text[])))
   order by next_attempt_at
   limit $2
   for update skip locked
