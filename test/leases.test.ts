@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimDue, recordAttempts, type AttemptRecord } from "../src/outbox/claim-sql.js";
+import { claimDue, recordAttempts, urlAuthority, type AttemptRecord } from "../src/outbox/claim-sql.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
 import { spawnCli } from "./support/processes.js";
@@ -23,8 +23,8 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-async function completedJob(): Promise<string> {
-  const created = await harness.api.post("/api/v1/generate", { prompt: "lease", webhookUrl: receiver.url });
+async function completedJob(webhookUrl = receiver.url): Promise<string> {
+  const created = await harness.api.post("/api/v1/generate", { prompt: "lease", webhookUrl });
   await harness.api.finishJob(created.body.jobId, 1, "completed");
   return created.body.jobId;
 }
@@ -145,6 +145,20 @@ describe("leases", () => {
     const attempts = await attemptsOf(testDb.database, delivery?.id ?? "");
     expect(attempts.map((a) => a.outcome)).toEqual(["interrupted", "interrupted", "interrupted"]);
   });
+  it("a claim leaves the rows of destinations named as at their cap, and takes them when none is", async () => {
+    const other = await Receiver.start();
+    try {
+      const capped = await deliveriesOf(testDb.database, await completedJob());
+      const open = await deliveriesOf(testDb.database, await completedJob(other.url));
+      const first = await claimDue(testDb.database, "capped", 10, 60_000, [urlAuthority(receiver.url)]);
+      expect(first.map((d) => d.id)).toEqual(open.map((d) => d.id));
+      const rest = await claimDue(testDb.database, "capped", 10, 60_000, []);
+      expect(rest.map((d) => d.id)).toEqual(capped.map((d) => d.id));
+    } finally {
+      await other.close();
+    }
+  });
+
   // Last in this file: it retires the tenant's signing secrets.
   it("claims hand each delivery its tenant's active secrets, and none once they have all expired", async () => {
     const first = await completedJob();
