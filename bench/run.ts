@@ -51,14 +51,14 @@ interface Results {
   http?: CeilingResult;
   db?: CeilingResult;
   drains: DrainResult[];
-  latency?: LatencyResult;
+  latencies: LatencyResult[];
   baselines: BaselineResult[];
   claim: ClaimResult[];
   errors: Array<{ scenario: string; message: string }>;
 }
 
 async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promise<Results> {
-  const results: Results = { drains: [], baselines: [], claim: [], errors: [] };
+  const results: Results = { drains: [], latencies: [], baselines: [], claim: [], errors: [] };
   const attempt = async (scenario: string, work: () => Promise<void>) => {
     log(`${scenario}: start`);
     try {
@@ -78,7 +78,9 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
     }
   }
   if (wants(settings, "latency")) {
-    await attempt("latency", async () => void (results.latency = await runLatency(settings, receiver, settings.latencyWorkers)));
+    for (const rate of settings.latencyRates) {
+      await attempt(`latency at ${rate}/s`, async () => void results.latencies.push(await runLatency(settings, receiver, settings.latencyWorkers, rate)));
+    }
   }
   // Each baseline runs on as many worker processes as each of our drains did.
   for (const processes of settings.workerCounts) {
@@ -117,12 +119,13 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
     const processes = `${baseline.processes} process${baseline.processes > 1 ? "es" : ""}`;
     rows.push(throughputRow(`${baseline.system}, ${processes}`, baseline.perSecond, peer, baseline.settings));
   }
-  if (results.latency) {
-    const l = results.latency;
-    const notes = `${l.jobs} updates offered at ${l.offeredPerSecond}/s (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)`;
-    rows.push({ scenario: "latency commit → arrival p50", figure: l.p50, unit: "ms", notes });
-    rows.push({ scenario: "latency commit → arrival p95", figure: l.p95, unit: "ms", notes: `${l.arrivedBeforeCommitReturned} arrived before the update's commit returned (counted 0 ms)` });
-    rows.push({ scenario: "latency commit → arrival p99", figure: l.p99, unit: "ms", notes: `max ${l.max.toFixed(1)} ms; issued → arrival p99 ${l.issuedP99.toFixed(1)} ms` });
+  for (const l of results.latencies) {
+    const at = `latency at ${l.offeredPerSecond}/s, commit → arrival`;
+    const busy = l.machineBusy === undefined ? "" : `; machine ${Math.round(l.machineBusy * 100)}% busy`;
+    const notes = `${l.jobs} updates offered (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)${busy}`;
+    rows.push({ scenario: `${at} p50`, figure: l.p50, unit: "ms", notes });
+    rows.push({ scenario: `${at} p95`, figure: l.p95, unit: "ms", notes: `${l.arrivedBeforeCommitReturned} arrived before the update's commit returned (counted 0 ms)` });
+    rows.push({ scenario: `${at} p99`, figure: l.p99, unit: "ms", notes: `max ${l.max.toFixed(1)} ms; issued → arrival p99 ${l.issuedP99.toFixed(1)} ms` });
   }
   for (const claim of results.claim) {
     rows.push({
@@ -207,7 +210,7 @@ async function main(): Promise<number> {
     },
     ceilings: { http: results.http, db: results.db, combined },
     drains: results.drains,
-    latency: results.latency,
+    latency: results.latencies,
     baselines: results.baselines,
     claim: results.claim,
     errors: results.errors,

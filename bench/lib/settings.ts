@@ -53,8 +53,8 @@ export interface BenchSettings {
   batchWindowMs: number;
   /** WORKER_PREFETCH: deliveries claimed ahead of free slots. */
   prefetch: number;
-  /** Latency scenario: offered terminal updates per second, for how long. */
-  latencyRate: number;
+  /** Latency scenario: offered terminal updates per second (one scenario run per rate), for how long. */
+  latencyRates: number[];
   latencySeconds: number;
   /** Row counts of webhook_deliveries at which the claim is timed. */
   claimRows: number[];
@@ -92,7 +92,7 @@ export function readSettings(): BenchSettings {
     batchSize: integer("BENCH_BATCH_SIZE", 64),
     batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5, 0),
     prefetch: integer("BENCH_PREFETCH", 64, 0),
-    latencyRate: integer("BENCH_LATENCY_RATE", 1000),
+    latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),
     claimPendingShare: share("BENCH_CLAIM_PENDING_SHARE", 0.01),

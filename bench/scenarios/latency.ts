@@ -4,7 +4,16 @@ import { JobService } from "../../src/jobs/job-service.js";
 import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
-import { forkTs, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
+import {
+  busyShare,
+  forkTs,
+  machineCpuTimes,
+  pollUntil,
+  spawnWorker,
+  stopProcess,
+  type CpuTimes,
+  type ReceiverProcess,
+} from "../lib/processes.js";
 import type { OffererCommand, OffererReport } from "../children/offerer.js";
 import { seedOpenJobs } from "../lib/seed.js";
 import type { BenchSettings } from "../lib/settings.js";
@@ -29,6 +38,11 @@ export interface LatencyResult {
   lateStarts: number;
   /** Arrivals noted before the offering process saw its commit return (counted as 0 ms). */
   arrivedBeforeCommitReturned: number;
+  /**
+   * Share of all cores busy (any process) while the measured updates were offered: near 1, every
+   * stage waits for CPU and the tail follows (Linux /proc/stat; undefined elsewhere).
+   */
+  machineBusy: number | undefined;
 }
 
 const WARM_UP_JOBS = 50;
@@ -74,15 +88,20 @@ async function offerFromChild(
  * are offered at a fixed rate (open loop) by JobService in a child process; the receiver notes each
  * arrival per webhook-id.
  */
-export async function runLatency(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<LatencyResult> {
-  const jobs = Math.min(settings.n, settings.latencyRate * settings.latencySeconds);
+export async function runLatency(
+  settings: BenchSettings,
+  receiver: ReceiverProcess,
+  workers: number,
+  rate: number,
+): Promise<LatencyResult> {
+  const jobs = Math.min(settings.n, rate * settings.latencySeconds);
   return withScratchDatabase(
     settings.adminUrl,
     "latency",
     async ({ url, database }) => {
       const tenant = await createTenant(database, "bench");
       // The offering process warms up too (its connections, prepared statements and JIT): two seconds at the rate.
-      const offererWarmUp = Math.min(settings.latencyRate * 2, 4_000);
+      const offererWarmUp = Math.min(rate * 2, 4_000);
       const ids = await seedOpenJobs(database, tenant.tenantId, receiver.url, WARM_UP_JOBS + offererWarmUp + jobs);
       const jobService = new JobService({
         database,
@@ -105,9 +124,12 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
 
         const measured = ids.slice(WARM_UP_JOBS + offererWarmUp);
         const warmedUp = WARM_UP_JOBS + offererWarmUp;
-        const report = await offerFromChild(url, settings.latencyRate, [ids.slice(WARM_UP_JOBS, warmedUp), measured], async () => {
+        let offeringStarted: CpuTimes | undefined;
+        const report = await offerFromChild(url, rate, [ids.slice(WARM_UP_JOBS, warmedUp), measured], async () => {
           await pollUntil("offerer warm-up deliveries", async () => ((await succeeded()) >= warmedUp ? true : undefined), 120_000);
+          offeringStarted = machineCpuTimes();
         });
+        const machineBusy = busyShare(offeringStarted, machineCpuTimes());
         if (report.failures.length > 0) throw new Error(`terminal updates failed: ${report.failures[0]}`);
         const offeredMs = Math.max(...report.timings.map(([, , committedAt]) => committedAt)) - report.startedAt;
         await pollUntil(
@@ -155,7 +177,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
         if (fromCommit.length < measured.length) throw new Error(`only ${fromCommit.length} of ${measured.length} arrivals matched`);
         return {
           workers,
-          offeredPerSecond: settings.latencyRate,
+          offeredPerSecond: rate,
           achievedPerSecond: (measured.length * 1000) / offeredMs,
           jobs: measured.length,
           p50: percentile(fromCommit, 50),
@@ -166,6 +188,7 @@ export async function runLatency(settings: BenchSettings, receiver: ReceiverProc
           issuedP99: percentile(fromIssue, 99),
           lateStarts,
           arrivedBeforeCommitReturned,
+          machineBusy,
         };
       } finally {
         receiver.track(false);
