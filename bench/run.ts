@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import type { CpuUse } from "./lib/cpu.js";
 import { dropOpenScratchDatabases } from "./lib/database.js";
 import { ReceiverProcess, ROOT, buildDist, killAllChildren } from "./lib/processes.js";
 import { renderTable, throughputRow, type Row } from "./lib/report.js";
@@ -101,6 +102,13 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
   return results;
 }
 
+/** "machine 96% busy; cores: postgres 1.15, offerer 0.35, …" while the updates were offered. */
+function cpuNote({ machineBusy, cores }: CpuUse): string {
+  const groups = Object.entries(cores).map(([name, used]) => `${name} ${used.toFixed(2)}`);
+  const machine = machineBusy === undefined ? "CPU" : `machine ${Math.round(machineBusy * 100)}% busy`;
+  return groups.length > 0 ? `${machine}; cores: ${groups.join(", ")}` : machine;
+}
+
 function tableRows(settings: BenchSettings, results: Results, ours: number | undefined): Row[] {
   const rows: Row[] = [];
   const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
@@ -121,11 +129,14 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   }
   for (const l of results.latencies) {
     const at = `latency at ${l.offeredPerSecond}/s, commit → arrival`;
-    const busy = l.machineBusy === undefined ? "" : `; machine ${Math.round(l.machineBusy * 100)}% busy`;
-    const notes = `${l.jobs} updates offered (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)${busy}`;
-    rows.push({ scenario: `${at} p50`, figure: l.p50, unit: "ms", notes });
-    rows.push({ scenario: `${at} p95`, figure: l.p95, unit: "ms", notes: `${l.arrivedBeforeCommitReturned} arrived before the update's commit returned (counted 0 ms)` });
-    rows.push({ scenario: `${at} p99`, figure: l.p99, unit: "ms", notes: `max ${l.max.toFixed(1)} ms; issued → arrival p99 ${l.issuedP99.toFixed(1)} ms` });
+    rows.push({ scenario: `${at} p50`, figure: l.p50, unit: "ms", notes: `${l.jobs} updates offered (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)` });
+    rows.push({ scenario: `${at} p95`, figure: l.p95, unit: "ms", notes: cpuNote(l.cpu) });
+    rows.push({
+      scenario: `${at} p99`,
+      figure: l.p99,
+      unit: "ms",
+      notes: `max ${l.max.toFixed(1)} ms; issued → arrival p99 ${l.issuedP99.toFixed(1)} ms; ${l.arrivedBeforeCommitReturned} arrived before their commit returned (0 ms)`,
+    });
   }
   for (const claim of results.claim) {
     rows.push({

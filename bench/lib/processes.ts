@@ -98,30 +98,6 @@ export function peakRssMiB(pid: number | undefined): number | undefined {
   }
 }
 
-/** The machine's CPU time so far (all cores, clock ticks), from /proc/stat; undefined where unreadable. */
-export interface CpuTimes {
-  busy: number;
-  total: number;
-}
-
-export function machineCpuTimes(): CpuTimes | undefined {
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
-    // user nice system idle iowait irq softirq steal …: idle and iowait are the machine waiting.
-    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
-    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-    return fields.length >= 8 ? { busy: total - idle, total } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Share of all cores busy between two readings (0–1); undefined when either is missing. */
-export function busyShare(from: CpuTimes | undefined, to: CpuTimes | undefined): number | undefined {
-  if (!from || !to || to.total <= from.total) return undefined;
-  return (to.busy - from.busy) / (to.total - from.total);
-}
-
 /** The receiver child process and its IPC. */
 export class ReceiverProcess {
   private constructor(
@@ -146,6 +122,10 @@ export class ReceiverProcess {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}/webhook`;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   track(on: boolean): void {

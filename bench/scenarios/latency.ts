@@ -4,16 +4,9 @@ import { JobService } from "../../src/jobs/job-service.js";
 import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
-import {
-  busyShare,
-  forkTs,
-  machineCpuTimes,
-  pollUntil,
-  spawnWorker,
-  stopProcess,
-  type CpuTimes,
-  type ReceiverProcess,
-} from "../lib/processes.js";
+import type { ChildProcess } from "node:child_process";
+import { cpuBetween, postgresPids, readCpu, type CpuReading, type CpuUse, type ProcessGroups } from "../lib/cpu.js";
+import { forkTs, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
 import type { OffererCommand, OffererReport } from "../children/offerer.js";
 import { seedOpenJobs } from "../lib/seed.js";
 import type { BenchSettings } from "../lib/settings.js";
@@ -39,25 +32,27 @@ export interface LatencyResult {
   /** Arrivals noted before the offering process saw its commit return (counted as 0 ms). */
   arrivedBeforeCommitReturned: number;
   /**
-   * Share of all cores busy (any process) while the measured updates were offered: near 1, every
-   * stage waits for CPU and the tail follows (Linux /proc/stat; undefined elsewhere).
+   * The CPU while the measured updates were offered (Linux /proc): how busy the machine was, and
+   * the cores used by Postgres, the offering process, the workers and the receiver. Near a fully
+   * busy machine, every stage waits for CPU and the tail follows.
    */
-  machineBusy: number | undefined;
+  cpu: CpuUse;
 }
 
 const WARM_UP_JOBS = 50;
 
 /**
- * Runs the offerings in their own process, one after another, and returns the last one's report.
- * Earlier offerings warm that process up (its pool's connections, prepared statements, JIT);
- * `between` runs after each of them (to let the workers catch up).
+ * Runs the offerings in their own process, one after another, and returns the last one's report
+ * with the CPU used while it ran. Earlier offerings warm that process up (its pool's connections,
+ * prepared statements, JIT); `between` runs after each of them (to let the workers catch up).
  */
 async function offerFromChild(
   databaseUrl: string,
   rate: number,
   offerings: string[][],
   between: () => Promise<void>,
-): Promise<OffererReport> {
+  processes: (offerer: ChildProcess) => ProcessGroups,
+): Promise<{ report: OffererReport; cpu: CpuUse }> {
   const jobs = offerings.reduce((sum, ids) => sum + ids.length, 0);
   const child = forkTs("bench/children/offerer.ts", {
     DATABASE_URL: databaseUrl,
@@ -65,16 +60,24 @@ async function offerFromChild(
     MAX_SECONDS: String(120 + Math.ceil(jobs / 10)),
   });
   const reports: OffererReport[] = [];
+  const groups = processes(child);
+  let lastStarted: CpuReading | undefined;
   try {
-    return await new Promise<OffererReport>((resolve, reject) => {
-      const offerNext = () => child.send({ type: "offer", jobIds: offerings[reports.length] ?? [] } satisfies OffererCommand);
+    return await new Promise<{ report: OffererReport; cpu: CpuUse }>((resolve, reject) => {
+      const offerNext = () => {
+        lastStarted = readCpu(groups);
+        child.send({ type: "offer", jobIds: offerings[reports.length] ?? [] } satisfies OffererCommand);
+      };
       child.once("exit", (code) => reject(new Error(`offerer exited (${code})`)));
       child.on("message", (message: { type: string }) => {
         if (message.type === "ready") return offerNext();
         if (message.type !== "done") return;
+        const finished = readCpu(groups);
         const report = message as OffererReport;
         reports.push(report);
-        if (report.failures.length > 0 || reports.length === offerings.length) return resolve(report);
+        if (report.failures.length > 0 || reports.length === offerings.length) {
+          return resolve({ report, cpu: cpuBetween(lastStarted ?? finished, finished) });
+        }
         between().then(offerNext, reject);
       });
     });
@@ -124,12 +127,20 @@ export async function runLatency(
 
         const measured = ids.slice(WARM_UP_JOBS + offererWarmUp);
         const warmedUp = WARM_UP_JOBS + offererWarmUp;
-        let offeringStarted: CpuTimes | undefined;
-        const report = await offerFromChild(url, rate, [ids.slice(WARM_UP_JOBS, warmedUp), measured], async () => {
-          await pollUntil("offerer warm-up deliveries", async () => ((await succeeded()) >= warmedUp ? true : undefined), 120_000);
-          offeringStarted = machineCpuTimes();
-        });
-        const machineBusy = busyShare(offeringStarted, machineCpuTimes());
+        const { report, cpu } = await offerFromChild(
+          url,
+          rate,
+          [ids.slice(WARM_UP_JOBS, warmedUp), measured],
+          async () => {
+            await pollUntil("offerer warm-up deliveries", async () => ((await succeeded()) >= warmedUp ? true : undefined), 120_000);
+          },
+          (offerer) => ({
+            postgres: postgresPids,
+            offerer: () => [offerer.pid],
+            workers: () => processes.map((child) => child.pid),
+            receiver: () => [receiver.pid],
+          }),
+        );
         if (report.failures.length > 0) throw new Error(`terminal updates failed: ${report.failures[0]}`);
         const offeredMs = Math.max(...report.timings.map(([, , committedAt]) => committedAt)) - report.startedAt;
         await pollUntil(
@@ -188,7 +199,7 @@ export async function runLatency(
           issuedP99: percentile(fromIssue, 99),
           lateStarts,
           arrivedBeforeCommitReturned,
-          machineBusy,
+          cpu,
         };
       } finally {
         receiver.track(false);
