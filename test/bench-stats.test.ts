@@ -1,6 +1,25 @@
 import { describe, expect, it } from "vitest";
+import { cpuBetween, readCpu } from "../bench/lib/cpu.js";
 import { renderTable, throughputRow } from "../bench/lib/report.js";
 import { combinedCeiling, median, percentile, perSecond, ratio } from "../bench/lib/stats.js";
+
+describe("bench CPU readings", () => {
+  it("turns two readings into the machine's busy share and each group's cores", () => {
+    const from = { atMs: 1_000, machine: { busy: 500, total: 1_000 }, groups: { postgres: 100, worker: 40, idle: 7 } };
+    const to = { atMs: 3_000, machine: { busy: 880, total: 1_400 }, groups: { postgres: 330, worker: 90, idle: 7 } };
+    const use = cpuBetween(from, to);
+    expect(use.machineBusy).toBeCloseTo(0.95);
+    // 230 ticks at 100 a second over 2 s: 1.15 cores. A group that used nothing is left out.
+    expect(use.cores).toEqual({ postgres: 1.15, worker: 0.25 });
+    expect(cpuBetween({ ...from, machine: undefined }, to).machineBusy).toBeUndefined();
+  });
+
+  it("reads this process's own CPU from /proc where there is one", () => {
+    const reading = readCpu({ self: () => [process.pid], gone: () => [undefined, 2 ** 22 + 1] });
+    expect(reading.groups.gone).toBe(0);
+    if (process.platform === "linux") expect(reading.groups.self).toBeGreaterThan(0);
+  });
+});
 
 describe("bench statistics", () => {
   it("interpolates percentiles between closest ranks, whatever the input order", () => {
