@@ -1,10 +1,10 @@
+import type { ChildProcess } from "node:child_process";
 import { configWith } from "../../src/config.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService } from "../../src/jobs/job-service.js";
 import { deliveryPolicies } from "../../src/outbox/policy.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
-import type { ChildProcess } from "node:child_process";
 import { cpuBetween, postgresPids, readCpu, type CpuReading, type CpuUse, type ProcessGroups } from "../lib/cpu.js";
 import { forkTs, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
 import type { OffererCommand, OffererReport } from "../children/offerer.js";
