@@ -221,7 +221,7 @@ async function main(): Promise<number> {
     },
     ceilings: { http: results.http, db: results.db, combined },
     drains: results.drains,
-    latency: results.latencies,
+    latencies: results.latencies,
     baselines: results.baselines,
     claim: results.claim,
     errors: results.errors,

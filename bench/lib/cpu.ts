@@ -2,7 +2,8 @@ import { readdirSync, readFileSync } from "node:fs";
 
 /*
  * Where the CPU went while a scenario ran, from Linux's /proc: the share of all cores busy, and
- * the cores each named group of processes used. Elsewhere every figure is undefined.
+ * the cores each named group of processes used. Elsewhere the busy share is undefined and no
+ * group has a figure.
  */
 
 /** Linux reports process CPU in USER_HZ ticks, 100 a second on every mainstream build. */
