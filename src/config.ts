@@ -89,6 +89,7 @@ export const configSchema = z.object({
   WORKER_BATCH_WINDOW_MS: integer(5, 0, 1_000),
   LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
   SHUTDOWN_GRACE_MS: integer(10_000, 0, 600_000),
+  REPORT_CONCURRENCY: integer(2, 1, 100),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),
   JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),

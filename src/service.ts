@@ -63,6 +63,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     urlPolicy,
     deliveryPolicies: deliveryPolicies(config),
     jobTimeoutMs: config.JOB_TIMEOUT,
+    reportConcurrency: config.REPORT_CONCURRENCY,
     notifier: new OutboxNotifier(database, (error) =>
       // The workers' poll finds the row instead; the report itself has committed.
       logger.warn({ error: error instanceof Error ? error.message : String(error) }, "NOTIFY after enqueue failed"),

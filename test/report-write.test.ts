@@ -55,10 +55,11 @@ function interleavedDatabase(reads: string[], interleave: (jobId: string, round:
     ...database,
     async query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
       const rows = await database.query<Row>(text, params, name);
-      if (name === "job_read_state") {
-        const jobId = String(params?.[0]);
-        reads.push(jobId);
-        await interleave(jobId, reads.length);
+      if (name === "job_read_states") {
+        for (const jobId of params?.[0] as string[]) {
+          reads.push(jobId);
+          await interleave(jobId, reads.length);
+        }
       }
       return rows;
     },

@@ -2,9 +2,9 @@
  * Offers terminal updates at a fixed rate (open loop) through JobService.updateProject, in its
  * own process so the bench's bookkeeping never delays a commit or its timestamp.
  * IPC in: { type: "offer", jobIds }. IPC out: { type: "done", ... } with per-job timestamps.
- * Env: DATABASE_URL, RATE (updates per second), MAX_SECONDS.
+ * Env: DATABASE_URL, RATE (updates per second), MAX_SECONDS, REPORT_CONCURRENCY (the service's, default 2).
  */
-import { configWith } from "../../src/config.js";
+import { loadConfig } from "../../src/config.js";
 import { openDatabase } from "../../src/db/client.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService } from "../../src/jobs/job-service.js";
@@ -30,10 +30,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const rate = Number(process.env.RATE);
 exitWhenOrphaned(Number(process.env.MAX_SECONDS ?? 600));
 const database = await openDatabase({ databaseUrl: process.env.DATABASE_URL, poolSize: 20 });
+const config = loadConfig({ REPORT_CONCURRENCY: process.env.REPORT_CONCURRENCY });
 const jobService = new JobService({
   database,
+  reportConcurrency: config.REPORT_CONCURRENCY,
   urlPolicy: new UrlPolicy({ allowInsecure: true }),
-  deliveryPolicies: deliveryPolicies(configWith({})),
+  deliveryPolicies: deliveryPolicies(config),
   jobTimeoutMs: 3_600_000,
 });
 

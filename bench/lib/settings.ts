@@ -56,6 +56,8 @@ export interface BenchSettings {
   /** Latency scenario: offered terminal updates per second (one scenario run per rate), for how long. */
   latencyRates: number[];
   latencySeconds: number;
+  /** REPORT_CONCURRENCY of the process offering the latency scenario's updates. */
+  reportConcurrency: number;
   /** Row counts of webhook_deliveries at which the claim is timed. */
   claimRows: number[];
   claimPendingShare: number;
@@ -94,6 +96,7 @@ export function readSettings(): BenchSettings {
     prefetch: integer("BENCH_PREFETCH", 64, 0),
     latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
+    reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", 2),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),
     claimPendingShare: share("BENCH_CLAIM_PENDING_SHARE", 0.01),
     claimRuns: integer("BENCH_CLAIM_RUNS", 200),

@@ -49,6 +49,7 @@ const WARM_UP_JOBS = 50;
 async function offerFromChild(
   databaseUrl: string,
   rate: number,
+  reportConcurrency: number,
   offerings: string[][],
   between: () => Promise<void>,
   processes: (offerer: ChildProcess) => ProcessGroups,
@@ -58,6 +59,7 @@ async function offerFromChild(
     DATABASE_URL: databaseUrl,
     RATE: String(rate),
     MAX_SECONDS: String(120 + Math.ceil(jobs / 10)),
+    REPORT_CONCURRENCY: String(reportConcurrency),
   });
   const reports: OffererReport[] = [];
   const groups = processes(child);
@@ -130,6 +132,7 @@ export async function runLatency(
         const { report, cpu } = await offerFromChild(
           url,
           rate,
+          settings.reportConcurrency,
           [ids.slice(WARM_UP_JOBS, warmedUp), measured],
           async () => {
             await pollUntil("offerer warm-up deliveries", async () => ((await succeeded()) >= warmedUp ? true : undefined), 120_000);

@@ -3,11 +3,12 @@ import type { Database, Query } from "../db/client.js";
 import { jobProjects, jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
 import { AppError, notFound } from "../errors.js";
-import { enqueueDelivery, outboxValues, type NewDelivery } from "../outbox/enqueue.js";
+import { enqueueDelivery, type NewDelivery } from "../outbox/enqueue.js";
 import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import * as jobSql from "./job-sql.js";
+import { NaturalBatcher } from "./natural-batcher.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { JOB_COMPLETED_EVENT, buildWebhookPayload, type JobSnapshot, type ProjectSnapshot } from "./payloads.js";
 import { jobStatusFromProjects, isTerminalJob, isTerminalProject } from "./status.js";
@@ -19,6 +20,8 @@ export interface JobServiceOptions {
   jobTimeoutMs: number;
   /** Wakes the workers after a commit that enqueued; by default one of its own that reports no errors. */
   notifier?: OutboxNotifier;
+  /** Report statements in flight at once; reports arriving while all are busy share the next. Default 2. */
+  reportConcurrency?: number;
 }
 
 export interface NewJob {
@@ -64,12 +67,37 @@ interface AppliedReport {
 /** Unlocked read-then-write rounds a report tries before it queues behind the job's row lock. */
 const OPTIMISTIC_ROUNDS = 3;
 
+/** Most reports one read and one write carry. */
+const MAX_REPORT_BATCH = 100;
+
+interface PendingReport {
+  jobId: string;
+  index: number;
+  update: ProjectUpdate;
+  lostRounds: number;
+  resolve: (report: AppliedReport) => void;
+  reject: (error: unknown) => void;
+}
+
+type WritePlan = { view: JobView; write: jobSql.ReportWrite };
+type ReportPlan = WritePlan | { view: JobView; write?: undefined };
+
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
 export class JobService {
   private readonly notifier: OutboxNotifier;
 
+  private readonly reports: NaturalBatcher<PendingReport>;
+
   constructor(private readonly options: JobServiceOptions) {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
+    this.reports = new NaturalBatcher<PendingReport>({
+      concurrency: options.reportConcurrency ?? 2,
+      maxBatch: MAX_REPORT_BATCH,
+      key: (report) => report.jobId,
+      run: (batch) => this.applyReports(batch),
+      // applyReports settles every report itself; this only catches a bug, so no caller hangs.
+      onCrash: (error, batch) => batch.forEach((report) => report.reject(error)),
+    });
   }
 
   async create(input: NewJob): Promise<JobView> {
@@ -143,31 +171,91 @@ export class JobService {
   }
 
   /**
-   * Applies the generation backend's report on one project: one unlocked read, then one statement
-   * that writes the project, the job and (on the terminal transition) its webhook row, applied only
-   * if the job has not moved since the read. Of concurrent reports on one job, one wins each round
-   * and the others read again; after a few lost rounds a report queues behind the job's row lock
-   * instead, so it cannot be starved. Either way none is lost and only one can make the job terminal.
+   * Applies the generation backend's report on one project. A report is one unlocked read, then one
+   * statement that writes the project, the job and (on the terminal transition) its webhook row,
+   * applied only if the job has not moved since the read. Reports that arrive while the process's
+   * report statements are all busy share the next read and the next write (and so one commit), one
+   * report per job each. Of concurrent reports on one job, one wins each round and the others read
+   * again; after a few lost rounds a report queues behind the job's row lock instead, so it cannot
+   * be starved. Either way none is lost and only one can make the job terminal.
    */
   async updateProject(jobId: string, index: number, update: ProjectUpdate): Promise<JobView> {
-    let report: AppliedReport | undefined;
-    for (let round = 0; round < OPTIMISTIC_ROUNDS && !report; round++) {
-      report = await this.applyReport(this.query, jobId, index, update);
-    }
-    report ??= await this.options.database.transaction(async (query) => {
-      if (!(await jobSql.lockJob(query, jobId))) throw notFound("job");
-      const locked = await this.applyReport(query, jobId, index, update);
-      if (!locked) throw new Error(`job ${jobId} changed while its row lock was held`);
-      return locked;
-    });
+    const report = await new Promise<AppliedReport>((resolve, reject) =>
+      this.reports.add({ jobId, index, update, lostRounds: 0, resolve, reject }),
+    );
     // The report has committed; the wake-up need not hold up its answer.
     if (report.enqueued) void this.notifier.notify();
     return report.view;
   }
 
-  /** One read-then-write round of `updateProject`; undefined when another write got in between. */
-  private async applyReport(query: Query, jobId: string, index: number, update: ProjectUpdate): Promise<AppliedReport | undefined> {
-    const state = await jobSql.readJobState(query, jobId);
+  /** One optimistic round for a batch of reports on distinct jobs: one read, one write. */
+  private async applyReports(batch: PendingReport[]): Promise<void> {
+    let states: Map<string, jobSql.JobState>;
+    try {
+      states = await jobSql.readJobStates(
+        this.query,
+        batch.map((report) => report.jobId),
+      );
+    } catch {
+      // One bad report must not fail the others: each goes alone, and fails alone if it must.
+      return this.applyEachLocked(batch);
+    }
+    const planned: Array<{ report: PendingReport; plan: WritePlan }> = [];
+    for (const report of batch) {
+      try {
+        const plan = this.planReport(states.get(report.jobId), report);
+        if (plan.write) planned.push({ report, plan });
+        else report.resolve({ view: plan.view, enqueued: false });
+      } catch (error) {
+        report.reject(error);
+      }
+    }
+    if (planned.length === 0) return;
+    let written: Map<string, jobSql.ReportWritten>;
+    try {
+      written = await jobSql.writeReports(
+        this.query,
+        planned.map(({ plan }) => plan.write),
+      );
+    } catch {
+      return this.applyEachLocked(planned.map(({ report }) => report));
+    }
+    const outlasted: PendingReport[] = [];
+    for (const { report, plan } of planned) {
+      const outcome = written.get(report.jobId);
+      if (outcome === "written" || outcome === "enqueued") {
+        report.resolve({ view: plan.view, enqueued: outcome === "enqueued" });
+      } else if (++report.lostRounds < OPTIMISTIC_ROUNDS) {
+        // Waits for this batch to end (its job is still in it), then reads again.
+        this.reports.add(report);
+      } else outlasted.push(report);
+    }
+    await this.applyEachLocked(outlasted);
+  }
+
+  private async applyEachLocked(reports: PendingReport[]): Promise<void> {
+    await Promise.all(reports.map((report) => this.applyLocked(report)));
+  }
+
+  /** A report alone, queued behind its job's row lock: it cannot lose a round. */
+  private async applyLocked(report: PendingReport): Promise<void> {
+    try {
+      const applied = await this.options.database.transaction(async (query): Promise<AppliedReport> => {
+        if (!(await jobSql.lockJob(query, report.jobId))) throw notFound("job");
+        const plan = this.planReport((await jobSql.readJobStates(query, [report.jobId])).get(report.jobId), report);
+        if (!plan.write) return { view: plan.view, enqueued: false };
+        const outcome = (await jobSql.writeReports(query, [plan.write])).get(report.jobId);
+        if (outcome !== "written" && outcome !== "enqueued") throw new Error(`job ${report.jobId} changed while its row lock was held`);
+        return { view: plan.view, enqueued: outcome === "enqueued" };
+      });
+      report.resolve(applied);
+    } catch (error) {
+      report.reject(error);
+    }
+  }
+
+  /** What a report does to the job as read: nothing (a repeated terminal report), or one write. */
+  private planReport(state: jobSql.JobState | undefined, { jobId, index, update }: PendingReport): ReportPlan {
     if (!state) throw notFound("job");
     const { job, projects, now } = state;
     const project = projects.find((candidate) => candidate.index === index);
@@ -175,7 +263,7 @@ export class JobService {
 
     if (isTerminalProject(project.status)) {
       // A repeated terminal report changes nothing.
-      if (project.status === update.status) return { view: toView(job, projects), enqueued: false };
+      if (project.status === update.status) return { view: toView(job, projects) };
       throw new AppError(
         409,
         "PROJECT_ALREADY_TERMINAL",
@@ -188,11 +276,11 @@ export class JobService {
     const status = jobStatusFromProjects(nextProjects.map((candidate) => candidate.status));
     const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
     const settled: JobRow = { ...job, status, updatedAt: now, completedAt: becomesTerminal ? now : job.completedAt };
-    const delivery =
-      becomesTerminal && settled.webhookUrl ? outboxValues(this.webhookOf(settled, nextProjects, settled.webhookUrl)) : undefined;
-    const written = await jobSql.writeReport(query, { jobId, version: state.version, job: settled, project: updated, delivery });
-    if (written === "stale") return undefined;
-    return { view: toView(settled, nextProjects), enqueued: written === "enqueued" };
+    const delivery = becomesTerminal && settled.webhookUrl ? this.webhookOf(settled, nextProjects, settled.webhookUrl) : undefined;
+    return {
+      view: toView(settled, nextProjects),
+      write: { jobId, version: state.version, job: settled, project: updated, delivery },
+    };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Query } from "../db/client.js";
-import { NO_OUTBOX_ROW, outboxInsert } from "../outbox/enqueue.js";
+import { outboxColumns, outboxInsert, type NewDelivery } from "../outbox/enqueue.js";
 import type { jobProjects, jobs, JobStatus, ProjectStatus } from "../db/schema.js";
 
 /*
@@ -120,24 +120,27 @@ interface JobStateRecord extends JobRecord {
   p_updated_at: Date | string | null;
 }
 
-/** One snapshot of a job and its projects, without a lock: the write that follows checks `version`. */
-export async function readJobState(query: Query, jobId: string): Promise<JobState | undefined> {
+/** One snapshot of several jobs and their projects, without a lock: each write that follows checks `version`. */
+export async function readJobStates(query: Query, jobIds: string[]): Promise<Map<string, JobState>> {
   const rows = await query<JobStateRecord>(
     `select j.xmin::text as version, now() as read_at, ${prefixed("j.", JOB_COLUMNS)},
             p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
             p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
      from jobs j left join job_projects p on p.job_id = j.id
-     where j.id = $1
-     order by p.index`,
-    [jobId],
-    "job_read_state",
+     where j.id = any($1::uuid[])
+     order by j.id, p.index`,
+    [jobIds],
+    "job_read_states",
   );
-  const [first] = rows;
-  if (!first) return undefined;
-  const projects: ProjectRow[] = [];
+  const states = new Map<string, JobState>();
   for (const row of rows) {
+    let state = states.get(row.id);
+    if (!state) {
+      state = { job: toJob(row), projects: [], version: row.version, now: toDate(row.read_at) };
+      states.set(row.id, state);
+    }
     if (row.p_id === null) continue;
-    projects.push(
+    state.projects.push(
       toProject({
         id: row.p_id,
         job_id: row.id,
@@ -151,65 +154,91 @@ export async function readJobState(query: Query, jobId: string): Promise<JobStat
       }),
     );
   }
-  return { job: toJob(first), projects, version: first.version, now: toDate(first.read_at) };
+  return states;
 }
 
 export interface ReportWrite {
   jobId: string;
-  /** The version `readJobState` saw; the write applies only if the job row still has it. */
+  /** The version `readJobStates` saw; the write applies only if the job row still has it. */
   version: string;
   job: Pick<JobRow, "status" | "updatedAt" | "completedAt">;
   project: Pick<ProjectRow, "index" | "status" | "videoUrl" | "seed" | "errorCode" | "errorMessage" | "updatedAt">;
-  /** `outboxValues(...)` when this write makes the job terminal and it has a webhook. */
-  delivery: unknown[] | undefined;
+  /** The webhook row, when this write makes the job terminal and it has a webhook. */
+  delivery: NewDelivery | undefined;
 }
 
-// The job, the project and the outbox row in one statement. It waits on the job row's lock, and
-// under READ COMMITTED re-checks `xmin` against the row as the previous holder left it: a stale
-// version matches nothing, so nothing is written and the caller reads again.
-const REPORT_SQL = `
-with job as (
-  update jobs set status = $3, updated_at = $4, completed_at = $5
-  where id = $1 and xmin = $2::xid
-  returning id
+// Each job, its project and its outbox row, for many reports in one statement (one commit). The
+// job rows are locked in id order first, so two such statements on overlapping jobs cannot
+// deadlock. Under READ COMMITTED the lock returns each row as its previous holder left it, so a
+// stale version matches nothing: that report writes nothing and its caller reads again.
+const REPORTS_SQL = `
+with report as (
+  select *
+  from unnest($1::uuid[], $2::xid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[], $7::text[],
+              $8::text[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[])
+    as r(job_id, version, status, updated_at, completed_at, index, project_status, video_url, seed, error_code,
+         error_message, project_updated_at)
+), locked as materialized (
+  select id, xmin from jobs where id = any($1::uuid[]) order by id for update
+), job as (
+  update jobs j set status = r.status, updated_at = r.updated_at, completed_at = r.completed_at
+  from report r join locked l on l.id = r.job_id and l.xmin = r.version
+  where j.id = r.job_id
+  returning j.id
 ), project as (
-  update job_projects
-  set status = $7, video_url = $8, seed = $9, error_code = $10, error_message = $11, updated_at = $12
-  where job_id = (select id from job) and index = $6
-  returning index
+  update job_projects p
+  set status = r.project_status, video_url = r.video_url, seed = r.seed, error_code = r.error_code,
+      error_message = r.error_message, updated_at = r.project_updated_at
+  from report r join job on job.id = r.job_id
+  where p.job_id = r.job_id and p.index = r.index
+  returning p.job_id
 ), inserted as (
-  ${outboxInsert(13, "exists (select from job)")}
+  ${outboxInsert(13, "o.job_id in (select id from job)")}
 )
-select (select count(*) from job)::int as jobs, (select count(*) from project)::int as projects,
-       (select count(*) from inserted)::int as enqueued`;
+select r.job_id as id,
+       exists (select from job where job.id = r.job_id) as written,
+       exists (select from project where project.job_id = r.job_id) as project_written,
+       exists (select from inserted where inserted.job_id = r.job_id) as enqueued
+from report r`;
 
 export type ReportWritten = "stale" | "written" | "enqueued";
 
-/** Applies one report built from `readJobState`; "stale" when the job moved since it was read. */
-export async function writeReport(query: Query, write: ReportWrite): Promise<ReportWritten> {
-  const { job, project } = write;
-  const [row] = await query<{ jobs: number; projects: number; enqueued: number }>(
-    REPORT_SQL,
+/**
+ * Applies reports built from `readJobStates`, one per job, in one statement: per job, "stale" when
+ * it moved since it was read (nothing of that report is written), else what was written.
+ */
+export async function writeReports(query: Query, writes: ReportWrite[]): Promise<Map<string, ReportWritten>> {
+  const column = <T>(pick: (write: ReportWrite) => T) => writes.map(pick);
+  const deliveries = writes.flatMap((write) => (write.delivery ? [write.delivery] : []));
+  const rows = await query<{ id: string; written: boolean; project_written: boolean; enqueued: boolean }>(
+    REPORTS_SQL,
     [
-      write.jobId,
-      write.version,
-      job.status,
-      job.updatedAt,
-      job.completedAt,
-      project.index,
-      project.status,
-      project.videoUrl,
-      project.seed,
-      project.errorCode,
-      project.errorMessage,
-      project.updatedAt,
-      ...(write.delivery ?? NO_OUTBOX_ROW),
+      column((w) => w.jobId),
+      column((w) => w.version),
+      column((w) => w.job.status),
+      column((w) => w.job.updatedAt.toISOString()),
+      column((w) => w.job.completedAt?.toISOString() ?? null),
+      column((w) => w.project.index),
+      column((w) => w.project.status),
+      column((w) => w.project.videoUrl),
+      column((w) => w.project.seed),
+      column((w) => w.project.errorCode),
+      column((w) => w.project.errorMessage),
+      column((w) => w.project.updatedAt.toISOString()),
+      ...outboxColumns(deliveries),
     ],
-    "job_write_report",
+    "job_write_reports",
   );
-  if (row?.jobs !== 1) return "stale";
-  if (row.projects !== 1) throw new Error(`project ${project.index} of job ${write.jobId} vanished while its job row was locked`);
-  return row.enqueued > 0 ? "enqueued" : "written";
+  const outcomes = new Map<string, ReportWritten>();
+  for (const row of rows) {
+    if (!row.written) {
+      outcomes.set(row.id, "stale");
+      continue;
+    }
+    if (!row.project_written) throw new Error(`a reported project of job ${row.id} vanished while its job row was locked`);
+    outcomes.set(row.id, row.enqueued ? "enqueued" : "written");
+  }
+  return outcomes;
 }
 
 /** Fails every open project of the given jobs with `code`. */

@@ -12,42 +12,48 @@ export interface NewDelivery {
   policy: DeliveryPolicy;
 }
 
-/** Stands in for `outboxValues` in a statement that enqueues nothing this time: `outboxInsert` then writes no row. */
-export const NO_OUTBOX_ROW: readonly unknown[] = Array.from({ length: 10 }, () => null);
-
-/** The outbox row's values, in the order `outboxInsert` reads its ten parameters. */
-export function outboxValues(delivery: NewDelivery): unknown[] {
-  const { policy } = delivery;
-  return [
-    delivery.tenantId,
-    delivery.jobId,
-    delivery.eventType,
-    delivery.url,
-    JSON.stringify(delivery.payload),
-    policy.retryDelaysMs.length,
-    policy.retryDelaysMs,
-    policy.timeoutMs,
-    policy.connectTimeoutMs,
-    policy.retryDelaysMs[0] ?? 0,
-  ];
+/** The outbox rows' values as ten parallel arrays, in the order `outboxInsert` reads its parameters. */
+export function outboxColumns(deliveries: NewDelivery[]): unknown[][] {
+  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+  for (const { tenantId, jobId, eventType, url, payload, policy } of deliveries) {
+    const values = [
+      tenantId,
+      jobId,
+      eventType,
+      url,
+      JSON.stringify(payload),
+      policy.retryDelaysMs.length,
+      // An array per row: Postgres has no array of arrays of differing lengths, so each travels as its literal.
+      `{${policy.retryDelaysMs.join(",")}}`,
+      policy.timeoutMs,
+      policy.connectTimeoutMs,
+      policy.retryDelaysMs[0] ?? 0,
+    ];
+    values.forEach((value, column) => columns[column]?.push(value));
+  }
+  return columns;
 }
 
 /**
- * The outbox INSERT over parameters $first … $first+9 (as `outboxValues` orders them), written only
- * where `condition` holds and a payload was given (`NO_OUTBOX_ROW` writes nothing), so a larger
- * statement can enqueue as one of its steps. A second enqueue of the same (job, event) is a no-op:
- * the unique constraint keeps one delivery.
+ * The outbox INSERT of one row per element of parameters $first … $first+9 (as `outboxColumns`
+ * builds them), written only for rows where `condition` holds (over `o.job_id` and the other
+ * columns), so a larger statement can enqueue as one of its steps. A second enqueue of the same
+ * (job, event) is a no-op: the unique constraint keeps one delivery.
  */
 export function outboxInsert(first: number, condition = "true"): string {
   const $ = (offset: number) => `$${first + offset}`;
   return `insert into webhook_deliveries
     (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
      next_attempt_at)
-  select ${$(0)}::uuid, ${$(1)}::uuid, ${$(2)}::text, ${$(3)}::text, ${$(4)}::jsonb, ${$(5)}::int, ${$(6)}::int[],
-         ${$(7)}::int, ${$(8)}::int, now() + ${$(9)}::int * interval '1 millisecond'
-  where ${condition} and ${$(4)}::jsonb is not null
+  select o.tenant_id, o.job_id, o.event_type, o.url, o.payload::jsonb, o.max_attempts, o.retry_delays_ms::int[],
+         o.timeout_ms, o.connect_timeout_ms, now() + o.first_delay_ms * interval '1 millisecond'
+  from unnest(${$(0)}::uuid[], ${$(1)}::uuid[], ${$(2)}::text[], ${$(3)}::text[], ${$(4)}::text[], ${$(5)}::int[],
+              ${$(6)}::text[], ${$(7)}::int[], ${$(8)}::int[], ${$(9)}::int[])
+    as o(tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
+         first_delay_ms)
+  where ${condition}
   on conflict (job_id, event_type) do nothing
-  returning id`;
+  returning id, job_id`;
 }
 
 const ENQUEUE_SQL = outboxInsert(1);
@@ -57,6 +63,6 @@ const ENQUEUE_SQL = outboxInsert(1);
  * (job, event) already had one. After the commit, wake the workers with `OutboxNotifier`.
  */
 export async function enqueueDelivery(query: Query, delivery: NewDelivery): Promise<string | undefined> {
-  const [row] = await query<{ id: string }>(ENQUEUE_SQL, outboxValues(delivery), "outbox_enqueue");
+  const [row] = await query<{ id: string }>(ENQUEUE_SQL, outboxColumns([delivery]), "outbox_enqueue");
   return row?.id;
 }

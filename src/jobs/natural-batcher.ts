@@ -1,0 +1,62 @@
+/**
+ * Batching without a timer. Up to `concurrency` batches run at once; an item that arrives while
+ * they are all running waits, and the waiting items leave together as one batch when a slot frees.
+ * So a lone item runs at once, and under load each round trip carries everything that queued
+ * behind the one before it. Items with the same key never share a batch, nor run while another
+ * item with that key is running: they wait for it.
+ */
+export class NaturalBatcher<T> {
+  private waiting: T[] = [];
+  private readonly runningKeys = new Set<string>();
+  private running = 0;
+
+  constructor(
+    private readonly options: {
+      concurrency: number;
+      maxBatch: number;
+      key: (item: T) => string;
+      /** Must settle every item itself; a rejection here is a bug and is passed to `onCrash`. */
+      run: (batch: T[]) => Promise<void>;
+      onCrash: (error: unknown, batch: T[]) => void;
+    },
+  ) {}
+
+  add(item: T): void {
+    this.waiting.push(item);
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    while (this.running < this.options.concurrency && this.waiting.length > 0) {
+      const batch = this.takeBatch();
+      if (batch.length === 0) return;
+      const keys = batch.map(this.options.key);
+      for (const key of keys) this.runningKeys.add(key);
+      this.running++;
+      void this.options
+        .run(batch)
+        .catch((error: unknown) => this.options.onCrash(error, batch))
+        .finally(() => {
+          this.running--;
+          for (const key of keys) this.runningKeys.delete(key);
+          this.dispatch();
+        });
+    }
+  }
+
+  /** The oldest waiting items whose keys are free, one per key, up to `maxBatch`. */
+  private takeBatch(): T[] {
+    const batch: T[] = [];
+    const taken = new Set<string>();
+    const left: T[] = [];
+    for (const item of this.waiting) {
+      const key = this.options.key(item);
+      if (batch.length < this.options.maxBatch && !this.runningKeys.has(key) && !taken.has(key)) {
+        taken.add(key);
+        batch.push(item);
+      } else left.push(item);
+    }
+    this.waiting = left;
+    return batch;
+  }
+}

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { configWith } from "../src/config.js";
+import type { Database } from "../src/db/client.js";
+import { UrlPolicy } from "../src/delivery/url-policy.js";
+import { JobService, type ProjectUpdate } from "../src/jobs/job-service.js";
+import { deliveryPolicies } from "../src/outbox/policy.js";
+import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
+import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { deliveriesOf } from "./support/queries.js";
+
+/*
+ * Reports that arrive while the process's report statements are busy share the next read and the
+ * next write. With one statement in flight, a burst of reports made in one tick goes out as the
+ * first report alone, then everything that queued behind it: two writes, whatever the burst's size.
+ */
+
+let testDb: TestDatabase;
+let tenant: CreatedTenant;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  tenant = await createTenant(testDb.database, "batching");
+});
+
+afterAll(async () => {
+  await testDb?.drop();
+});
+
+/** The test database, counting how many times each named statement ran. */
+function countingDatabase(counts: Map<string, number>): Database {
+  const database = testDb.database;
+  return {
+    ...database,
+    query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
+      if (name) counts.set(name, (counts.get(name) ?? 0) + 1);
+      return database.query<Row>(text, params, name);
+    },
+  };
+}
+
+function jobService(database: Database = testDb.database): JobService {
+  return new JobService({
+    database,
+    urlPolicy: new UrlPolicy({ allowInsecure: true }),
+    deliveryPolicies: deliveryPolicies(configWith({})),
+    jobTimeoutMs: 3_600_000,
+    reportConcurrency: 1,
+  });
+}
+
+async function newJob(projectCount = 1): Promise<string> {
+  const job = await jobService().create({
+    tenantId: tenant.tenantId,
+    apiFlavor: "nouvel",
+    prompt: "a batched report",
+    projectCount,
+    webhookUrl: "http://127.0.0.1:9/hook",
+  });
+  return job.id;
+}
+
+const completed: ProjectUpdate = { status: "completed", videoUrl: "https://cdn.example.com/v.mp4" };
+
+async function jobStatus(jobId: string): Promise<string | undefined> {
+  const [row] = await testDb.database.query<{ status: string }>("select status from jobs where id = $1", [jobId]);
+  return row?.status;
+}
+
+describe("report batching", () => {
+  it("writes a burst of reports on different jobs in two statements, each job with its own webhook", async () => {
+    const jobIds = await Promise.all(Array.from({ length: 20 }, () => newJob()));
+    const counts = new Map<string, number>();
+    const service = jobService(countingDatabase(counts));
+
+    const views = await Promise.all(jobIds.map((jobId) => service.updateProject(jobId, 0, completed)));
+
+    expect(views.map((view) => view.status)).toEqual(jobIds.map(() => "completed"));
+    expect(counts.get("job_read_states")).toBe(2);
+    expect(counts.get("job_write_reports")).toBe(2);
+    for (const jobId of jobIds) {
+      const deliveries = await deliveriesOf(testDb.database, jobId);
+      expect(deliveries).toHaveLength(1);
+      expect(deliveries[0]?.payload).toMatchObject({ jobId, status: "completed", completedProjects: 1 });
+    }
+  });
+
+  it("never puts two reports on one job into one statement, so the last one still settles the job", async () => {
+    const blocker = await newJob();
+    const jobId = await newJob(3);
+    const service = jobService();
+
+    // The blocker's report takes the one slot; the three reports on one job queue behind it together.
+    await Promise.all([
+      service.updateProject(blocker, 0, completed),
+      ...[0, 1, 2].map((index) => service.updateProject(jobId, index, completed)),
+    ]);
+
+    // Had two of them shared a statement, each would have computed the job from a read that saw the
+    // other project still processing: both projects written, the job left processing, no webhook.
+    expect(await jobStatus(jobId)).toBe("completed");
+    const deliveries = await deliveriesOf(testDb.database, jobId);
+    expect(deliveries).toHaveLength(1);
+    expect(deliveries[0]?.payload).toMatchObject({ status: "completed", completedProjects: 3 });
+  });
+
+  it("fails only the bad report of a batch and writes nothing of it", async () => {
+    const blocker = await newJob();
+    const good = await Promise.all([newJob(), newJob(), newJob()]);
+    const bad = await newJob();
+    const service = jobService();
+
+    const results = await Promise.allSettled([
+      service.updateProject(blocker, 0, completed),
+      service.updateProject(good[0] as string, 0, completed),
+      // Out of the seed column's range: the shared write statement fails on it.
+      service.updateProject(bad, 0, { status: "completed", seed: 1e20 }),
+      service.updateProject(good[1] as string, 0, completed),
+      service.updateProject("00000000-0000-4000-8000-000000000000", 0, completed),
+      service.updateProject(good[2] as string, 0, completed),
+    ]);
+
+    expect(results.map((result) => result.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled", "rejected", "fulfilled"]);
+    expect((results[4] as PromiseRejectedResult).reason).toMatchObject({ status: 404 });
+    for (const jobId of good) expect(await jobStatus(jobId)).toBe("completed");
+    expect(await jobStatus(bad)).toBe("queued");
+    const [project] = await testDb.database.query<{ status: string }>("select status from job_projects where job_id = $1", [bad]);
+    expect(project?.status).toBe("queued");
+    expect(await deliveriesOf(testDb.database, bad)).toHaveLength(0);
+  });
+});
