@@ -8,10 +8,14 @@ import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import * as jobSql from "./job-sql.js";
-import { NaturalBatcher } from "./natural-batcher.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
-import { JOB_COMPLETED_EVENT, buildWebhookPayload, type JobSnapshot, type ProjectSnapshot } from "./payloads.js";
-import { jobStatusFromProjects, isTerminalJob, isTerminalProject } from "./status.js";
+import { toProjectSnapshot, toView, type JobView } from "./job-view.js";
+import { JOB_COMPLETED_EVENT, buildWebhookPayload } from "./payloads.js";
+import { ProjectReports, type ProjectUpdate } from "./project-reports.js";
+import { jobStatusFromProjects, isTerminalJob } from "./status.js";
+
+export type { JobView } from "./job-view.js";
+export type { ProjectUpdate } from "./project-reports.js";
 
 export interface JobServiceOptions {
   database: Database;
@@ -33,21 +37,6 @@ export interface NewJob {
   seed?: number | undefined;
 }
 
-export interface ProjectUpdate {
-  status: "processing" | "completed" | "failed";
-  videoUrl?: string | undefined;
-  seed?: number | undefined;
-  error?: { code: string; message?: string | undefined } | undefined;
-}
-
-export interface JobView extends JobSnapshot {
-  tenantId: string;
-  webhookUrl: string | null;
-  updatedAt: Date;
-  deadlineAt: Date;
-  projects: ProjectSnapshot[];
-}
-
 export interface JobListQuery {
   tenantId: string;
   status?: JobStatus | undefined;
@@ -58,45 +47,18 @@ export interface JobListQuery {
 
 export const TIMEOUT_CODE = "TIMEOUT";
 
-interface AppliedReport {
-  view: JobView;
-  /** This report made the job terminal and wrote its webhook row: the workers need a wake-up. */
-  enqueued: boolean;
-}
-
-/** Unlocked read-then-write rounds a report tries before it queues behind the job's row lock. */
-const OPTIMISTIC_ROUNDS = 3;
-
-/** Most reports one read and one write carry. */
-const MAX_REPORT_BATCH = 100;
-
-interface PendingReport {
-  jobId: string;
-  index: number;
-  update: ProjectUpdate;
-  lostRounds: number;
-  resolve: (report: AppliedReport) => void;
-  reject: (error: unknown) => void;
-}
-
-type WritePlan = { view: JobView; write: jobSql.ReportWrite };
-type ReportPlan = WritePlan | { view: JobView; write?: undefined };
-
 /** The job lifecycle. Every transition that makes a job terminal writes its webhook row in the same transaction. */
 export class JobService {
   private readonly notifier: OutboxNotifier;
 
-  private readonly reports: NaturalBatcher<PendingReport>;
+  private readonly reports: ProjectReports;
 
   constructor(private readonly options: JobServiceOptions) {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
-    this.reports = new NaturalBatcher<PendingReport>({
+    this.reports = new ProjectReports({
+      database: options.database,
       concurrency: options.reportConcurrency ?? 2,
-      maxBatch: MAX_REPORT_BATCH,
-      key: (report) => report.jobId,
-      run: (batch) => this.applyReports(batch),
-      // applyReports settles every report itself; this only catches a bug, so no caller hangs.
-      onCrash: (error, batch) => batch.forEach((report) => report.reject(error)),
+      webhookOf: (job, projects, url) => this.webhookOf(job, projects, url),
     });
   }
 
@@ -170,117 +132,12 @@ export class JobService {
     };
   }
 
-  /**
-   * Applies the generation backend's report on one project. A report is one unlocked read, then one
-   * statement that writes the project, the job and (on the terminal transition) its webhook row,
-   * applied only if the job has not moved since the read. Reports that arrive while the process's
-   * report statements are all busy share the next read and the next write (and so one commit), one
-   * report per job each. Of concurrent reports on one job, one wins each round and the others read
-   * again; after a few lost rounds a report queues behind the job's row lock instead, so it cannot
-   * be starved. Either way none is lost and only one can make the job terminal.
-   */
+  /** Applies the generation backend's report on one project (`project-reports.ts`); wakes the workers when it enqueued. */
   async updateProject(jobId: string, index: number, update: ProjectUpdate): Promise<JobView> {
-    const report = await new Promise<AppliedReport>((resolve, reject) =>
-      this.reports.add({ jobId, index, update, lostRounds: 0, resolve, reject }),
-    );
+    const report = await this.reports.apply(jobId, index, update);
     // The report has committed; the wake-up need not hold up its answer.
     if (report.enqueued) void this.notifier.notify();
     return report.view;
-  }
-
-  /** One optimistic round for a batch of reports on distinct jobs: one read, one write. */
-  private async applyReports(batch: PendingReport[]): Promise<void> {
-    let states: Map<string, jobSql.JobState>;
-    try {
-      states = await jobSql.readJobStates(
-        this.query,
-        batch.map((report) => report.jobId),
-      );
-    } catch {
-      // One bad report must not fail the others: each goes alone, and fails alone if it must.
-      return this.applyEachLocked(batch);
-    }
-    const planned: Array<{ report: PendingReport; plan: WritePlan }> = [];
-    for (const report of batch) {
-      try {
-        const plan = this.planReport(states.get(report.jobId), report);
-        if (plan.write) planned.push({ report, plan });
-        else report.resolve({ view: plan.view, enqueued: false });
-      } catch (error) {
-        report.reject(error);
-      }
-    }
-    if (planned.length === 0) return;
-    let written: Map<string, jobSql.ReportWritten>;
-    try {
-      written = await jobSql.writeReports(
-        this.query,
-        planned.map(({ plan }) => plan.write),
-      );
-    } catch {
-      return this.applyEachLocked(planned.map(({ report }) => report));
-    }
-    const outlasted: PendingReport[] = [];
-    for (const { report, plan } of planned) {
-      const outcome = written.get(report.jobId);
-      if (outcome === "written" || outcome === "enqueued") {
-        report.resolve({ view: plan.view, enqueued: outcome === "enqueued" });
-      } else if (++report.lostRounds < OPTIMISTIC_ROUNDS) {
-        // Waits for this batch to end (its job is still in it), then reads again.
-        this.reports.add(report);
-      } else outlasted.push(report);
-    }
-    await this.applyEachLocked(outlasted);
-  }
-
-  private async applyEachLocked(reports: PendingReport[]): Promise<void> {
-    await Promise.all(reports.map((report) => this.applyLocked(report)));
-  }
-
-  /** A report alone, queued behind its job's row lock: it cannot lose a round. */
-  private async applyLocked(report: PendingReport): Promise<void> {
-    try {
-      const applied = await this.options.database.transaction(async (query): Promise<AppliedReport> => {
-        if (!(await jobSql.lockJob(query, report.jobId))) throw notFound("job");
-        const plan = this.planReport((await jobSql.readJobStates(query, [report.jobId])).get(report.jobId), report);
-        if (!plan.write) return { view: plan.view, enqueued: false };
-        const outcome = (await jobSql.writeReports(query, [plan.write])).get(report.jobId);
-        if (outcome !== "written" && outcome !== "enqueued") throw new Error(`job ${report.jobId} changed while its row lock was held`);
-        return { view: plan.view, enqueued: outcome === "enqueued" };
-      });
-      report.resolve(applied);
-    } catch (error) {
-      report.reject(error);
-    }
-  }
-
-  /** What a report does to the job as read: nothing (a repeated terminal report), or one write. */
-  private planReport(state: jobSql.JobState | undefined, { jobId, index, update }: PendingReport): ReportPlan {
-    if (!state) throw notFound("job");
-    const { job, projects, now } = state;
-    const project = projects.find((candidate) => candidate.index === index);
-    if (!project) throw notFound("project");
-
-    if (isTerminalProject(project.status)) {
-      // A repeated terminal report changes nothing.
-      if (project.status === update.status) return { view: toView(job, projects) };
-      throw new AppError(
-        409,
-        "PROJECT_ALREADY_TERMINAL",
-        `project ${index} is already ${project.status} and cannot become ${update.status}`,
-      );
-    }
-
-    const updated = reportedProject(project, update, now);
-    const nextProjects = projects.map((candidate) => (candidate.index === index ? updated : candidate));
-    const status = jobStatusFromProjects(nextProjects.map((candidate) => candidate.status));
-    const becomesTerminal = isTerminalJob(status) && !isTerminalJob(job.status);
-    const settled: JobRow = { ...job, status, updatedAt: now, completedAt: becomesTerminal ? now : job.completedAt };
-    const delivery = becomesTerminal && settled.webhookUrl ? this.webhookOf(settled, nextProjects, settled.webhookUrl) : undefined;
-    return {
-      view: toView(settled, nextProjects),
-      write: { jobId, version: state.version, job: settled, project: updated, delivery },
-    };
   }
 
   /**
@@ -344,26 +201,4 @@ export class JobService {
   /** Raw SQL outside a transaction, for the read paths that share the write path's statements. */
   private readonly query: Query = (text, params, name) => this.options.database.query(text, params, name);
 
-}
-
-/** The project after a report; a field the report leaves out keeps its stored value. */
-function reportedProject(project: ProjectRow, update: ProjectUpdate, now: Date): ProjectRow {
-  const failed = update.status === "failed";
-  return {
-    ...project,
-    status: update.status,
-    videoUrl: update.videoUrl ?? project.videoUrl,
-    seed: update.seed ?? project.seed,
-    errorCode: failed ? (update.error?.code ?? "GENERATION_FAILED") : project.errorCode,
-    errorMessage: (failed ? update.error?.message : undefined) ?? project.errorMessage,
-    updatedAt: now,
-  };
-}
-
-function toProjectSnapshot({ jobId: _jobId, updatedAt: _updatedAt, ...project }: ProjectRow): ProjectSnapshot {
-  return project;
-}
-
-function toView(job: JobRow, projects: ProjectRow[]): JobView {
-  return { ...job, projects: projects.filter((project) => project.jobId === job.id).map(toProjectSnapshot) };
 }
