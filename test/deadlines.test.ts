@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase, type Database } from "../src/db/client.js";
-import { UrlPolicy } from "../src/delivery/url-policy.js";
-import { JobService } from "../src/jobs/job-service.js";
-import { deliveryPolicies } from "../src/outbox/policy.js";
-import { configWith } from "../src/config.js";
+import type { JobService } from "../src/jobs/job-service.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { testJobService } from "./support/job-service.js";
 import { deliveriesOf } from "./support/queries.js";
 
 let testDb: TestDatabase;
@@ -21,12 +19,7 @@ afterAll(async () => {
 });
 
 async function serviceOn(database: Database, jobTimeoutMs: number): Promise<JobService> {
-  return new JobService({
-    database,
-    urlPolicy: new UrlPolicy({ allowInsecure: true }),
-    deliveryPolicies: deliveryPolicies(configWith({})),
-    jobTimeoutMs,
-  });
+  return testJobService(database, { jobTimeoutMs });
 }
 
 describe("the deadline sweeper", () => {

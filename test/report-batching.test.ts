@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { configWith } from "../src/config.js";
 import type { Database } from "../src/db/client.js";
-import { UrlPolicy } from "../src/delivery/url-policy.js";
-import { JobService, type ProjectUpdate } from "../src/jobs/job-service.js";
-import { deliveryPolicies } from "../src/outbox/policy.js";
+import type { JobService, ProjectUpdate } from "../src/jobs/job-service.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { testJobService } from "./support/job-service.js";
 import { deliveriesOf } from "./support/queries.js";
 
 /*
@@ -38,15 +36,7 @@ function countingDatabase(counts: Map<string, number>): Database {
   };
 }
 
-function jobService(database: Database = testDb.database): JobService {
-  return new JobService({
-    database,
-    urlPolicy: new UrlPolicy({ allowInsecure: true }),
-    deliveryPolicies: deliveryPolicies(configWith({})),
-    jobTimeoutMs: 3_600_000,
-    reportConcurrency: 1,
-  });
-}
+const jobService = (database: Database = testDb.database): JobService => testJobService(database, { reportConcurrency: 1 });
 
 async function newJob(projectCount = 1): Promise<string> {
   const job = await jobService().create({

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { configWith } from "../src/config.js";
 import type { Database } from "../src/db/client.js";
-import { UrlPolicy } from "../src/delivery/url-policy.js";
-import { JobService } from "../src/jobs/job-service.js";
+import type { JobService } from "../src/jobs/job-service.js";
 import { OUTBOX_CHANNEL } from "../src/outbox/enqueue.js";
-import { deliveryPolicies } from "../src/outbox/policy.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { testJobService } from "./support/job-service.js";
 import { eventually } from "./support/harness.js";
 import { deliveriesOf } from "./support/queries.js";
 
@@ -28,14 +26,7 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-function jobService(database: Database): JobService {
-  return new JobService({
-    database,
-    urlPolicy: new UrlPolicy({ allowInsecure: true }),
-    deliveryPolicies: deliveryPolicies(configWith({})),
-    jobTimeoutMs: 3_600_000,
-  });
-}
+const jobService = (database: Database): JobService => testJobService(database);
 
 async function newJob(projectCount = 1): Promise<string> {
   const job = await jobService(testDb.database).create({
