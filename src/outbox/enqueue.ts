@@ -14,24 +14,20 @@ export interface NewDelivery {
 
 /** The outbox rows' values as ten parallel arrays, in the order `outboxInsert` reads its parameters. */
 export function outboxColumns(deliveries: NewDelivery[]): unknown[][] {
-  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
-  for (const { tenantId, jobId, eventType, url, payload, policy } of deliveries) {
-    const values = [
-      tenantId,
-      jobId,
-      eventType,
-      url,
-      JSON.stringify(payload),
-      policy.retryDelaysMs.length,
-      // An array per row: Postgres has no array of arrays of differing lengths, so each travels as its literal.
-      `{${policy.retryDelaysMs.join(",")}}`,
-      policy.timeoutMs,
-      policy.connectTimeoutMs,
-      policy.retryDelaysMs[0] ?? 0,
-    ];
-    values.forEach((value, column) => columns[column]?.push(value));
-  }
-  return columns;
+  const column = <T>(pick: (delivery: NewDelivery) => T) => deliveries.map(pick);
+  return [
+    column((d) => d.tenantId),
+    column((d) => d.jobId),
+    column((d) => d.eventType),
+    column((d) => d.url),
+    column((d) => JSON.stringify(d.payload)),
+    column((d) => d.policy.retryDelaysMs.length),
+    // An array per row: Postgres has no array of arrays of differing lengths, so each travels as its literal.
+    column((d) => `{${d.policy.retryDelaysMs.join(",")}}`),
+    column((d) => d.policy.timeoutMs),
+    column((d) => d.policy.connectTimeoutMs),
+    column((d) => d.policy.retryDelaysMs[0] ?? 0),
+  ];
 }
 
 /**
