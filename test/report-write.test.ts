@@ -100,6 +100,22 @@ describe("the report write", () => {
     expect(deliveries[0]?.payload).toMatchObject({ status: "completed", completedProjects: 2 });
   });
 
+  it("writes nothing of a report whose project vanished after its read, and answers 404", async () => {
+    const jobId = await newJob();
+    const removeProject = async (id: string, round: number) => {
+      if (round === 1) await testDb.database.query("delete from job_projects where job_id = $1", [id]);
+    };
+    const report = jobService(interleavedDatabase([], removeProject)).updateProject(jobId, 0, { status: "completed" });
+    await expect(report).rejects.toMatchObject({ status: 404, code: "PROJECT_NOT_FOUND" });
+    // The job row must not have been settled on its own: a report writes all of itself or nothing.
+    const [job] = await testDb.database.query<{ status: string; completed_at: Date | null }>(
+      "select status, completed_at from jobs where id = $1",
+      [jobId],
+    );
+    expect(job).toMatchObject({ status: "queued", completed_at: null });
+    expect(await deliveriesOf(testDb.database, jobId)).toHaveLength(0);
+  });
+
   it("stamps the job row and the frozen payload with the same instant", async () => {
     const jobId = await newJob();
     const view = await jobService(testDb.database).updateProject(jobId, 0, { status: "failed", error: { code: "UNSAFE_CONTENT" } });

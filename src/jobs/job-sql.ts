@@ -170,7 +170,8 @@ export interface ReportWrite {
 // Each job, its project and its outbox row, for many reports in one statement (one commit). The
 // job rows are locked in id order first, so two such statements on overlapping jobs cannot
 // deadlock. Under READ COMMITTED the lock returns each row as its previous holder left it, so a
-// stale version matches nothing: that report writes nothing and its caller reads again.
+// stale version (or a project gone since the read) matches nothing: that report writes nothing and
+// its caller reads again.
 const REPORTS_SQL = `
 with report as (
   select *
@@ -183,7 +184,8 @@ with report as (
 ), job as (
   update jobs j set status = r.status, updated_at = r.updated_at, completed_at = r.completed_at
   from report r join locked l on l.id = r.job_id and l.xmin = r.version
-  where j.id = r.job_id
+  -- A project deleted since the read writes nothing of its report: no job settles without its project.
+  where j.id = r.job_id and exists (select from job_projects p where p.job_id = r.job_id and p.index = r.index)
   returning j.id
 ), project as (
   update job_projects p
