@@ -77,7 +77,7 @@ export const SCENARIOS = ["http", "db", "drain", "latency", "claim", "graphile",
 export function readSettings(): BenchSettings {
   const adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) throw new Error("npm run bench needs DATABASE_URL (a Postgres server it may create databases on)");
-  const concurrency = integer("BENCH_CONCURRENCY", 64);
+  const concurrency = integer("BENCH_CONCURRENCY", 192);
   const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",").map((s) => s.trim())) : undefined;
   for (const name of only ?? []) {
     if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`BENCH_ONLY: unknown scenario ${name} (know ${SCENARIOS.join(", ")})`);
@@ -91,7 +91,7 @@ export function readSettings(): BenchSettings {
     latencyWorkers: integer("BENCH_LATENCY_WORKERS", 1),
     concurrency,
     httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),
-    batchSize: integer("BENCH_BATCH_SIZE", 64),
+    batchSize: integer("BENCH_BATCH_SIZE", 96),
     batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5, 0),
     prefetch: integer("BENCH_PREFETCH", 64, 0),
     latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
