@@ -22,7 +22,8 @@ export type Query = <Row>(text: string, params?: unknown[], name?: string) => Pr
 export interface Database {
   readonly kind: "postgres" | "pglite";
   readonly db: Db;
-  query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]>;
+  /** Free-standing (it uses no `this`), so it may be handed on as a `Query`, as a transaction's is. */
+  readonly query: Query;
   /** Runs `work` in one transaction over raw SQL: the hot write paths, without a query builder. */
   transaction<T>(work: (query: Query) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; reconnects on its own after a lost connection. */
@@ -59,7 +60,7 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   return {
     kind: "postgres",
     db,
-    async query<Row>(text: string, params: unknown[] = [], name?: string) {
+    query: async <Row>(text: string, params: unknown[] = [], name?: string) => {
       const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
       return result.rows as Row[];
     },
@@ -168,7 +169,7 @@ async function openPglite(dataDir: string): Promise<Database> {
   return {
     kind: "pglite",
     db,
-    async query<Row>(text: string, params: unknown[] = []) {
+    query: async <Row>(text: string, params: unknown[] = []) => {
       const result = await client.query<Row>(text, params);
       return result.rows;
     },

@@ -98,7 +98,7 @@ export class JobService {
       .from(jobs)
       .where(and(eq(jobs.id, jobId), eq(jobs.tenantId, tenantId)));
     if (!job) throw notFound("job");
-    return toView(job, await jobSql.projectsOf(this.query, [job.id]));
+    return toView(job, await jobSql.projectsOf(this.options.database.query, [job.id]));
   }
 
   async list(query: JobListQuery): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
@@ -122,7 +122,7 @@ export class JobService {
       .limit(query.limit + 1);
     const page = rows.slice(0, query.limit);
     const projects = await jobSql.projectsOf(
-      this.query,
+      this.options.database.query,
       page.map((job) => job.id),
     );
     const last = page[page.length - 1];
@@ -197,8 +197,4 @@ export class JobService {
       throw error;
     }
   }
-
-  /** Raw SQL outside a transaction, for the read paths that share the write path's statements. */
-  private readonly query: Query = (text, params, name) => this.options.database.query(text, params, name);
-
 }

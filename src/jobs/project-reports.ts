@@ -1,4 +1,4 @@
-import type { Database, Query } from "../db/client.js";
+import type { Database } from "../db/client.js";
 import { AppError, notFound } from "../errors.js";
 import type { NewDelivery } from "../outbox/enqueue.js";
 import * as jobSql from "./job-sql.js";
@@ -82,7 +82,7 @@ export class ProjectReports {
     let states: Map<string, jobSql.JobState>;
     try {
       states = await jobSql.readJobStates(
-        this.query,
+        this.options.database.query,
         batch.map((report) => report.jobId),
       );
     } catch {
@@ -103,7 +103,7 @@ export class ProjectReports {
     let written: Map<string, jobSql.ReportWritten>;
     try {
       written = await jobSql.writeReports(
-        this.query,
+        this.options.database.query,
         planned.map(({ plan }) => plan.write),
       );
     } catch {
@@ -172,7 +172,6 @@ export class ProjectReports {
     };
   }
 
-  private readonly query: Query = (text, params, name) => this.options.database.query(text, params, name);
 }
 
 /** The project after a report; a field the report leaves out keeps its stored value. */
