@@ -28,10 +28,8 @@ export class NaturalBatcher<T> {
 
   private dispatch(): void {
     while (this.running < this.options.concurrency && this.waiting.length > 0) {
-      const batch = this.takeBatch();
+      const { batch, keys } = this.takeBatch();
       if (batch.length === 0) return;
-      const keys = batch.map(this.options.key);
-      for (const key of keys) this.runningKeys.add(key);
       this.running++;
       void this.options
         .run(batch)
@@ -44,19 +42,20 @@ export class NaturalBatcher<T> {
     }
   }
 
-  /** The oldest waiting items whose keys are free, one per key, up to `maxBatch`. */
-  private takeBatch(): T[] {
+  /** The oldest waiting items whose keys are free, one per key, up to `maxBatch`; their keys are running from here on. */
+  private takeBatch(): { batch: T[]; keys: string[] } {
     const batch: T[] = [];
-    const taken = new Set<string>();
+    const keys: string[] = [];
     const left: T[] = [];
     for (const item of this.waiting) {
       const key = this.options.key(item);
-      if (batch.length < this.options.maxBatch && !this.runningKeys.has(key) && !taken.has(key)) {
-        taken.add(key);
+      if (batch.length < this.options.maxBatch && !this.runningKeys.has(key)) {
+        this.runningKeys.add(key);
+        keys.push(key);
         batch.push(item);
       } else left.push(item);
     }
     this.waiting = left;
-    return batch;
+    return { batch, keys };
   }
 }
