@@ -57,7 +57,7 @@ const optionalPositiveInteger = z
 
 /**
  * Every environment variable the service reads, with its default.
- * The README's configuration table is checked against this object by a test.
+ * docs/configuration.md lists every one with its default; test/config.test.ts checks it against this object.
  */
 export const configSchema = z.object({
   DATABASE_URL: optionalText,
