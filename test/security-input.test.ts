@@ -40,6 +40,11 @@ async function jobCount(): Promise<number> {
   return rows[0]?.n ?? -1;
 }
 
+async function deliveryCount(jobId: string): Promise<number> {
+  const rows = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where job_id = $1", [jobId]);
+  return rows[0]?.n ?? -1;
+}
+
 describe("request bodies", () => {
   it("refuses a body over 64 KiB with 413, declared or streamed", async () => {
     const big = JSON.stringify({ prompt: "x".repeat(65 * KIB) });
@@ -151,7 +156,7 @@ describe("request bodies", () => {
 
 describe("ids and queries", () => {
   it("answers a malformed or unknown job id with 404, never 500", async () => {
-    for (const id of ["not-a-uuid", "1", "00000000-0000-4000-8000-000000000000", "%00", "..%2f..%2fetc", "' or 1=1 --", "a".repeat(500)]) {
+    for (const id of ["not-a-uuid", "1", "00000000-0000-4000-8000-000000000000", "%", "..%2f..%2fetc", "' or 1=1 --", "a".repeat(500)]) {
       const response = await harness.api.get(`/api/v1/jobs/${encodeURIComponent(id)}`);
       expect(response.status, id).toBe(404);
       expect(response.body.error.code, id).toMatch(/NOT_FOUND$/);
@@ -206,6 +211,108 @@ describe("text Postgres cannot store", () => {
       expect(response.body.error.code).toBe("VALIDATION_FAILED");
     }
     expect((await harness.api.get(`/api/v1/jobs/${job.body.jobId}`)).body.status).toBe("queued");
+  });
+});
+
+describe("text Postgres cannot store, in every field of every route", () => {
+  const lone = "\uD83D"; // the first half of an emoji's surrogate pair, alone
+  const trailing = "\uDE00";
+
+  async function expectRefused(method: string, path: string, body: unknown, token: string, field: string): Promise<void> {
+    const response = await harness.api.request(method, path, body, token);
+    const what = `${method} ${path} ${JSON.stringify(body)}`;
+    expect(response.status, what).toBe(400);
+    expect(response.body.error.code, what).toBe("VALIDATION_FAILED");
+    expect(response.body.error.message, what).toContain(field);
+  }
+
+  it("refuses an unpaired surrogate in a terminal report with 400, and the job stays reportable", async () => {
+    const job = await harness.api.post("/api/v1/generate", { prompt: "for surrogate reports", webhookUrl: "https://hooks.example.com/a" });
+    const path = `/internal/v1/jobs/${job.body.jobId}/projects/0`;
+    await expectRefused("PATCH", path, { status: "failed", error: { code: "X", message: `bad ${lone}` } }, INTERNAL_TOKEN, "error.message");
+    await expectRefused("PATCH", path, { status: "failed", error: { code: `X${trailing}`, message: "m" } }, INTERNAL_TOKEN, "error.code");
+    await expectRefused("PATCH", path, { status: "completed", videoUrl: `https://cdn.example.com/${lone}.mp4` }, INTERNAL_TOKEN, "videoUrl");
+    const unchanged = await harness.api.get(`/api/v1/jobs/${job.body.jobId}`);
+    expect(unchanged.body.status).toBe("queued");
+    expect(await deliveryCount(job.body.jobId)).toBe(0);
+
+    // A well-formed pair is ordinary text, and the retry of the report goes through.
+    const retried = await harness.api.internalPatch(path, { status: "failed", error: { code: "X", message: "ok \uD83D\uDE00" } });
+    expect(retried.status).toBe(200);
+    expect(retried.body.status).toBe("failed");
+    expect(retried.body.projects[0].error.message).toBe("ok \u{1F600}");
+    expect(await deliveryCount(job.body.jobId)).toBe(1);
+  });
+
+  it("refuses NUL and unpaired surrogates in the Veo3 request as /api/v1/generate does", async () => {
+    const before = await jobCount();
+    for (const bad of ["\u0000", lone, trailing]) {
+      await expectRefused("POST", "/v1/veo/generate", { prompt: `a${bad}b` }, harness.tenant.apiKey, "prompt");
+      await expectRefused("POST", "/v1/veo/generate", { prompt: "ok", callback_url: `https://h.example.com/${bad}` }, harness.tenant.apiKey, "callback_url");
+      await expectRefused("POST", "/api/v1/generate", { prompt: `a${bad}b` }, harness.tenant.apiKey, "prompt");
+      await expectRefused("POST", "/api/v1/generate", { prompt: "ok", webhookUrl: `https://h.example.com/${bad}` }, harness.tenant.apiKey, "webhookUrl");
+    }
+    expect(await jobCount()).toBe(before);
+  });
+
+  it("refuses NUL in path parameters and query strings, naming the field", async () => {
+    const id = "00000000-0000-4000-8000-000000000000";
+    for (const path of [`/api/v1/jobs/a%00b`, `/api/v1/jobs/a%00b/deliveries`, `/v1/veo/generations/%00`]) {
+      const response = await harness.api.get(path);
+      expect(response.status, path).toBe(400);
+      expect(response.body.error.code, path).toBe("VALIDATION_FAILED");
+    }
+    await expectRefused("POST", "/api/v1/deliveries/%00/redeliver", undefined, harness.tenant.apiKey, "deliveryId");
+    await expectRefused("PATCH", `/internal/v1/jobs/${id}%00/projects/0`, { status: "processing" }, INTERNAL_TOKEN, "jobId");
+    for (const path of ["/api/v1/jobs?cursor=a%00b", "/api/v1/deliveries?cursor=a%00b"]) {
+      const response = await harness.api.get(path);
+      expect(response.status, path).toBe(400);
+      expect(response.body.error.message, path).toContain("cursor");
+    }
+  });
+});
+
+describe("instants Postgres cannot store", () => {
+  const uuid = "00000000-0000-4000-8000-000000000000";
+  const cursorOf = (text: string) => Buffer.from(text).toString("base64url");
+
+  it("answers a cursor whose date is out of range with 400 INVALID_CURSOR on both lists", async () => {
+    const cursors = [
+      `+275760-09-13T00:00:00.000Z|${uuid}`,
+      `-000001-01-01T00:00:00.000Z|${uuid}`,
+      `+010000-01-01T00:00:00.000Z|${uuid}`,
+      `0000-12-31T23:59:59.999Z|${uuid}`,
+      `275760|${uuid}`,
+      `March 7, 2020|${uuid}`,
+      `2020-01-01T00:00:00.000Z|${uuid}|extra`,
+    ];
+    for (const path of ["/api/v1/jobs", "/api/v1/deliveries"]) {
+      for (const text of cursors) {
+        const response = await harness.api.get(`${path}?cursor=${cursorOf(text)}`);
+        expect(response.status, `${path} ${text}`).toBe(400);
+        expect(response.body.error.code, `${path} ${text}`).toBe("INVALID_CURSOR");
+      }
+      // The bounds themselves are fine.
+      for (const text of [`0001-01-01T00:00:00.000Z|${uuid}`, `9999-12-31T23:59:59.999Z|${uuid}`]) {
+        const response = await harness.api.get(`${path}?cursor=${cursorOf(text)}`);
+        expect(response.status, `${path} ${text}`).toBe(200);
+      }
+    }
+  });
+
+  it("answers a since out of range with 400 VALIDATION_FAILED naming since", async () => {
+    for (const path of ["/api/v1/jobs", "/api/v1/deliveries"]) {
+      for (const since of ["0000-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "+275760-09-13T00:00:00.000Z"]) {
+        const response = await harness.api.get(`${path}?since=${encodeURIComponent(since)}`);
+        expect(response.status, `${path} ${since}`).toBe(400);
+        expect(response.body.error.code, `${path} ${since}`).toBe("VALIDATION_FAILED");
+        expect(response.body.error.message, `${path} ${since}`).toContain("since");
+      }
+      for (const since of ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "9999-12-31T23:00:00-00:59"]) {
+        const response = await harness.api.get(`${path}?since=${encodeURIComponent(since)}`);
+        expect(response.status, `${path} ${since}`).toBe(200);
+      }
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { JOB_STATUSES, PROJECT_STATUSES } from "../db/schema.js";
 import { MAX_URL_LENGTH } from "../delivery/url-policy.js";
+import { isStorableInstant } from "../jobs/cursor.js";
 
 export const MAX_PROMPT_LENGTH = 4000;
 export const MAX_PROJECTS = 20;
@@ -14,12 +15,37 @@ export const ErrorSchema = z
   })
   .openapi("Error");
 
-/** Postgres text cannot hold NUL: refusing it here keeps a hostile body a 400, not a failed insert. */
-const storable = (schema: z.ZodString) =>
-  schema.refine((value) => !value.includes("\u0000"), { message: "must not contain NUL characters" });
+/** A UTF-16 surrogate without its pair (with the `u` flag a well-formed pair is one code point, not Cs). */
+const LONE_SURROGATE = /\p{Cs}/u;
 
-const prompt = storable(z.string().trim().min(1).max(MAX_PROMPT_LENGTH));
-const webhookUrl = storable(z.string().max(MAX_URL_LENGTH));
+/**
+ * Text Postgres can store: text refuses NUL, and jsonb (webhook payloads quote request text)
+ * refuses NUL and unpaired surrogates. Every text field of every request (bodies, query strings,
+ * path parameters) goes through `storable`, so such text is a 400 naming the field, never a
+ * failed insert.
+ */
+export function isStorableText(value: string): boolean {
+  return !value.includes("\u0000") && !LONE_SURROGATE.test(value);
+}
+
+export const storable = <T extends z.ZodString>(schema: T) =>
+  schema.refine(isStorableText, { message: "must not contain NUL characters or unpaired UTF-16 surrogates" });
+
+/** Any text field of a request. */
+export const text = () => storable(z.string());
+
+/** An ISO 8601 instant with an offset, within what a timestamptz column stores (UTC years 0001 to 9999). */
+export const instant = () =>
+  z
+    .string()
+    .datetime({ offset: true })
+    .refine((value) => isStorableInstant(new Date(value)), { message: "must fall within the years 0001 to 9999 (UTC)" });
+
+/** A page cursor as the API returned it; its content is checked where it is decoded (INVALID_CURSOR). */
+export const cursor = () => storable(z.string().max(200));
+
+export const prompt = storable(z.string().trim().min(1).max(MAX_PROMPT_LENGTH));
+export const webhookUrl = storable(z.string().max(MAX_URL_LENGTH));
 
 export const GenerateRequestSchema = z
   .strictObject({
@@ -63,15 +89,15 @@ export const JobListSchema = z
 
 export const JobListQuerySchema = z.strictObject({
   status: z.enum(JOB_STATUSES).optional(),
-  since: z.string().datetime({ offset: true }).optional(),
+  since: instant().optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
+  cursor: cursor().optional(),
 });
 
-export const JobIdParamSchema = z.object({ jobId: z.string() });
+export const JobIdParamSchema = z.object({ jobId: text() });
 
 export const ProjectParamSchema = z.object({
-  jobId: z.string(),
+  jobId: text(),
   index: z.string().regex(/^\d{1,2}$/, "must be a project index"),
 });
 

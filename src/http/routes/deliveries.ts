@@ -15,7 +15,7 @@ import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
 import { errorResponses, jsonResponse } from "../openapi.js";
 import { isUuid } from "../../uuid.js";
-import { JobIdParamSchema } from "../schemas.js";
+import { cursor, instant, JobIdParamSchema, text } from "../schemas.js";
 
 const AttemptSchema = z
   .object({
@@ -58,9 +58,9 @@ const DeliveryWithAttemptsSchema = DeliverySchema.extend({ attempts: z.array(Att
 
 const DeliveryListQuerySchema = z.strictObject({
   status: z.enum(DELIVERY_STATUSES).optional(),
-  since: z.string().datetime({ offset: true }).optional().openapi({ description: "Only deliveries created at or after this instant" }),
+  since: instant().optional().openapi({ description: "Only deliveries created at or after this instant" }),
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
+  cursor: cursor().optional(),
 });
 
 const security = [{ bearerAuth: [] }];
@@ -96,7 +96,7 @@ const redeliverRoute = createRoute({
   description:
     "The same delivery (same `webhook-id`) gets a fresh attempt budget under its frozen schedule; new attempts append to its history. 409 DELIVERY_IN_FLIGHT while it is pending or delivering.",
   security,
-  request: { params: z.object({ deliveryId: z.string() }) },
+  request: { params: z.object({ deliveryId: text() }) },
   responses: {
     202: jsonResponse(DeliverySchema, "The delivery, queued again"),
     ...errorResponses(401, 404, 409, 413, 415, 429),

@@ -3,20 +3,19 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { AppError, notFound } from "../../errors.js";
 import type { JobService } from "../../jobs/job-service.js";
 import { veoGeneration } from "../../jobs/payloads.js";
-import { MAX_URL_LENGTH } from "../../delivery/url-policy.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
 import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
 import { isUuid } from "../../uuid.js";
-import { MAX_PROMPT_LENGTH } from "../schemas.js";
+import { prompt, text, webhookUrl } from "../schemas.js";
 
 /** Seeds are chosen from this range when the caller gives none, as the Veo3 provider does. */
 const SEED_RANGE = 2 ** 32;
 
 const VeoGenerateRequestSchema = z
   .strictObject({
-    prompt: z.string().trim().min(1).max(MAX_PROMPT_LENGTH),
-    callback_url: z.string().max(MAX_URL_LENGTH).optional(),
+    prompt,
+    callback_url: webhookUrl.optional(),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   })
   .openapi("VeoGenerateRequest");
@@ -59,7 +58,7 @@ const getGeneration = createRoute({
   path: "/v1/veo/generations/{generation_id}",
   summary: "Veo3 surface: a generation's status (the same body its webhook carries)",
   security,
-  request: { params: z.object({ generation_id: z.string() }) },
+  request: { params: z.object({ generation_id: text() }) },
   responses: { 200: jsonResponse(VeoGenerationSchema, "The generation"), ...errorResponses(401, 404, 429) },
 });
 
