@@ -9,6 +9,7 @@ export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private cutOff = false;
+  private failing: RegExp | undefined;
 
   private constructor(
     private readonly targetHost: string,
@@ -44,6 +45,24 @@ export class TcpProxy {
     this.cutOff = false;
   }
 
+  /**
+   * Drops a connection the moment it sends a simple query whose text matches `pattern` (e.g. /^begin$/i:
+   * a BEGIN that fails as it would on a failover); undefined stops it. Connections are not otherwise touched.
+   */
+  failQueries(pattern: RegExp | undefined): void {
+    this.failing = pattern;
+  }
+
+  /** Whether a client→server chunk holds a simple-query message ('Q', length, text, NUL) that must fail. */
+  private mustFail(chunk: Buffer): boolean {
+    if (!this.failing) return false;
+    const text = chunk.toString("latin1");
+    for (const match of text.matchAll(/Q[\s\S]{4}([^\0]*)\0/g)) {
+      if (this.failing.test(match[1] ?? "")) return true;
+    }
+    return false;
+  }
+
   async close(): Promise<void> {
     this.cut();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()));
@@ -66,7 +85,10 @@ export class TcpProxy {
       };
       client.on("error", drop).on("close", drop);
       upstream.on("error", drop).on("close", drop);
-      client.pipe(upstream);
+      client.on("data", (chunk: Buffer) => {
+        if (this.mustFail(chunk)) drop();
+        else upstream.write(chunk);
+      });
       upstream.pipe(client);
     });
     return new Promise((resolve) => this.server?.listen(0, "127.0.0.1", () => resolve()));

@@ -26,6 +26,12 @@ export interface Database {
   readonly query: Query;
   /** Runs `work` in one transaction over raw SQL: the hot write paths, without a query builder. */
   transaction<T>(work: (query: Query) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in one transaction on a drizzle handle bound to one connection. Use this, never
+   * `db.transaction()`: drizzle-orm 0.45 sends BEGIN outside its try/finally, so a BEGIN that fails
+   * (a cut connection) never gives its connection back and the pool drains for good.
+   */
+  transactionDb<T>(work: (tx: Db) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; reconnects on its own after a lost connection. */
   listen(channel: string, onNotify: () => void): Promise<Unlisten>;
   close(): Promise<void>;
@@ -64,29 +70,41 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
       const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
       return result.rows as Row[];
     },
-    async transaction<T>(work: (query: Query) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      const query: Query = async <Row>(text: string, params: unknown[] = [], name?: string) =>
-        (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[];
-      try {
-        await client.query("begin");
-        const result = await work(query);
-        await client.query("commit");
-        client.release();
-        return result;
-      } catch (error) {
-        // A client whose rollback fails is broken: release it with the error so the pool drops it.
-        const rollbackError = await client.query("rollback").then(
-          () => undefined,
-          (failure: Error) => failure,
-        );
-        client.release(rollbackError);
-        throw error;
-      }
-    },
+    transaction: <T>(work: (query: Query) => Promise<T>) =>
+      inTransaction(pool, (client) =>
+        work(async <Row>(text: string, params: unknown[] = [], name?: string) =>
+          (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[],
+        ),
+      ),
+    transactionDb: <T>(work: (tx: Db) => Promise<T>) =>
+      inTransaction(pool, (client) => work(drizzlePg(client, { schema }) as unknown as Db)),
     listen: (channel, onNotify) => listenPostgres(url, channel, onNotify, options.onError),
     close: () => pool.end(),
   };
+}
+
+/**
+ * One transaction on one pooled connection. Every path gives the connection back: BEGIN, the work,
+ * COMMIT and ROLLBACK are all inside the try, and a connection whose ROLLBACK fails (cut, or in an
+ * unknown state) is released with the error so the pool destroys it and opens a fresh one.
+ */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let result: T;
+  try {
+    await client.query("begin");
+    result = await work(client);
+    await client.query("commit");
+  } catch (error) {
+    const rollbackError = await client.query("rollback").then(
+      () => undefined,
+      (failure: Error) => failure,
+    );
+    client.release(rollbackError ?? undefined);
+    throw error;
+  }
+  client.release();
+  return result;
 }
 
 async function listenPostgres(
@@ -177,6 +195,10 @@ async function openPglite(dataDir: string): Promise<Database> {
       return client.transaction((tx) =>
         work(async <Row>(text: string, params: unknown[] = []) => (await tx.query<Row>(text, params)).rows),
       );
+    },
+    transactionDb<T>(work: (tx: Db) => Promise<T>): Promise<T> {
+      // eslint-disable-next-line no-restricted-syntax -- PGlite is one in-process connection: nothing to leak
+      return db.transaction((tx) => work(tx as unknown as Db));
     },
     async listen(channel, onNotify) {
       const unsubscribe = await client.listen(channel, () => onNotify());

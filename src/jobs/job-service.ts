@@ -64,8 +64,7 @@ export class JobService {
 
   async create(input: NewJob): Promise<JobView> {
     if (input.webhookUrl !== undefined) await this.vetWebhookUrl(input.webhookUrl);
-    const { db } = this.options.database;
-    return db.transaction(async (tx) => {
+    return this.options.database.transactionDb(async (tx) => {
       const [job] = await tx
         .insert(jobs)
         .values({

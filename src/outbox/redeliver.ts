@@ -23,7 +23,7 @@ export async function redeliver(database: Database, deliveryId: string, tenantId
   const d = webhookDeliveries;
   const conditions = [eq(d.id, deliveryId), inArray(d.status, ["succeeded", "failed"])];
   if (tenantId !== undefined) conditions.push(eq(d.tenantId, tenantId));
-  const row = await database.db.transaction(async (tx) => {
+  const row = await database.transactionDb(async (tx) => {
     const [updated] = await tx
       .update(d)
       .set({

@@ -47,7 +47,7 @@ export interface RevokedApiKey {
 export async function revokeApiKey(database: Database, prefixOrKey: string): Promise<RevokedApiKey> {
   const byWholeKey = looksLikeApiKey(prefixOrKey) && prefixOrKey.length > apiKeyPrefix(prefixOrKey).length;
   const match = byWholeKey ? eq(apiKeys.keyHash, hashApiKey(prefixOrKey)) : eq(apiKeys.prefix, prefixOrKey);
-  return database.db.transaction(async (tx) => {
+  return database.transactionDb(async (tx) => {
     const [key] = await tx.select().from(apiKeys).where(match).for("update");
     if (!key) throw new AppError(404, "API_KEY_NOT_FOUND", `no API key ${byWholeKey ? "matches that key" : `with prefix "${prefixOrKey}"`}`);
     if (key.revokedAt) return { tenantId: key.tenantId, prefix: key.prefix, revokedAt: key.revokedAt, alreadyRevoked: true };
@@ -91,7 +91,7 @@ export async function rotateSigningSecret(database: Database, tenantRef: string,
   const tenant = await findTenant(database, tenantRef);
   const signingSecret = generateSigningSecret();
   const expiresAt = sql`now() + ${overlapMs} * interval '1 millisecond'`;
-  return database.db.transaction(async (tx) => {
+  return database.transactionDb(async (tx) => {
     // Serialises concurrent rotations of one tenant.
     await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenant.id)).for("update");
     await tx

@@ -13,7 +13,7 @@ export interface CreatedTenant {
 export async function createTenant(database: Database, name: string): Promise<CreatedTenant> {
   const apiKey = generateApiKey();
   const signingSecret = generateSigningSecret();
-  const tenantId = await database.db.transaction(async (tx) => {
+  const tenantId = await database.transactionDb(async (tx) => {
     const [tenant] = await tx.insert(tenants).values({ name }).returning({ id: tenants.id });
     if (!tenant) throw new Error("tenant insert returned no row");
     await tx.insert(apiKeys).values({ tenantId: tenant.id, keyHash: apiKey.hash, prefix: apiKey.prefix });
