@@ -169,7 +169,7 @@ async function withDatabase(
 }
 
 async function runUntilSignal(options: Omit<ServiceOptions, "logger">): Promise<number> {
-  const logger = createLogger(options.config.LOG_LEVEL);
+  const logger = createLogger(options.config.LOG_LEVEL, { secrets: [options.config.INTERNAL_API_TOKEN] });
   const service = await startService({ ...options, logger });
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", () => resolve());

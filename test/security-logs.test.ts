@@ -3,9 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/logger.js";
 import { startService, type RunningService } from "../src/service.js";
 import { rotateSigningSecret } from "../src/tenants/key-lifecycle.js";
+import { jobs } from "../src/db/schema.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { ApiClient, eventually, INTERNAL_TOKEN, testConfig } from "./support/harness.js";
+import { spawnCli } from "./support/processes.js";
 import { finishedDelivery } from "./support/queries.js";
 import { Receiver, status, type Responder } from "./support/receiver.js";
 
@@ -57,6 +59,186 @@ describe("the logger", () => {
     expect(log.text).toContain("[redacted]");
     // What was removed stays recognisable: the key's visible prefix survives.
     expect(log.text).toContain("wo_AbCdEfGh");
+  });
+});
+
+describe("the logger, given credentials that have no shape", () => {
+  const token = 'plain "internal" token/42';
+
+  it("scrubs them by value: as they are, as JSON escapes them and percent-encoded", () => {
+    const log = new CapturedLog();
+    const logger = createLogger("info", { destination: log, secrets: [token, undefined, ""] });
+    logger.info({ path: `/internal/v1/jobs/${token}` }, "raw");
+    logger.info({ path: `/internal/v1/jobs/${encodeURIComponent(token)}` }, "percent-encoded");
+    logger.info({ path: `/internal/v1/jobs/${encodeURIComponent(token).toLowerCase()}` }, "lower-case hex");
+    logger.info(`said ${token} in the message`);
+    logger.info({ nested: { list: [token] } }, "nested");
+
+    expect(log.lines).toHaveLength(5);
+    expectNoneOf(log.text, [JSON.stringify(token).slice(1, -1), encodeURIComponent(token), encodeURIComponent(token).toLowerCase()]);
+    expect(log.text).not.toContain("internal\\");
+    expect(log.text.match(/\[redacted\]/g)).toHaveLength(5);
+    // Only the token goes (an unset or empty entry scrubs nothing).
+    expect(log.text).toContain('"path":"/internal/v1/jobs/[redacted]"');
+  });
+});
+
+describe("a failed query's values", () => {
+  let testDb: TestDatabase;
+  const prompt = "customer-prompt-do-not-log-7f3a";
+  const urlToken = "url-query-token-do-not-log-91c2";
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await testDb?.drop();
+  });
+
+  it("are not logged: the query text, SQLSTATE and constraint are, its parameters and Postgres's detail are not", async () => {
+    const log = new CapturedLog();
+    const logger = createLogger("trace", log);
+    let failure: unknown;
+    try {
+      // No such tenant: the foreign key refuses, and Postgres's detail quotes the tenant id.
+      await testDb.database.db.insert(jobs).values({
+        tenantId: "00000000-0000-4000-8000-00000000beef",
+        apiFlavor: "nouvel",
+        prompt,
+        webhookUrl: `https://hooks.example.com/in?token=${urlToken}`,
+        deadlineAt: new Date(),
+      });
+    } catch (error) {
+      failure = error;
+    }
+    // The error as thrown does carry them: what follows is the logger's doing.
+    expect(String((failure as Error).message)).toContain(prompt);
+    expect(JSON.stringify((failure as { cause?: { detail?: string } }).cause?.detail)).toContain("beef");
+
+    logger.error({ err: failure }, "insert failed");
+    logger.error(failure as Error); // no message: pino would use the error's own
+    logger.warn({ error: (failure as Error).message }, "the message alone, as a string field");
+
+    expect(log.lines).toHaveLength(3);
+    expectNoneOf(log.text, [prompt, urlToken, "00000000-0000-4000-8000-00000000beef"]);
+    const line = JSON.parse(log.lines[0] ?? "{}") as { err: { message: string; cause: Record<string, unknown> } };
+    expect(line.err.message).toMatch(/^Failed query: insert into "jobs"/);
+    expect(line.err.cause).toMatchObject({ code: "23503", constraint: "jobs_tenant_fk", table: "jobs" });
+    expect(line.err.cause.detail).toBeUndefined();
+    expect(JSON.parse(log.lines[1] ?? "{}").msg).toMatch(/^Failed query: insert into "jobs"/);
+  });
+
+  it("keep the names a Postgres error message quotes, and cut the values it quotes", async () => {
+    const log = new CapturedLog();
+    const logger = createLogger("trace", log);
+    const failure = await testDb.database.query("select $1::uuid", [prompt]).catch((error: unknown) => error);
+    logger.error({ err: failure }, "cast failed");
+    expectNoneOf(log.text, [prompt]);
+    const line = JSON.parse(log.lines[0] ?? "{}") as { err: Record<string, unknown> };
+    expect(line.err.code).toBe("22P02");
+    expect(line.err.message).toBe('invalid input syntax for type uuid: "…"');
+  });
+});
+
+describe("a running service, handed the internal token and customers' data in odd places", () => {
+  let testDb: TestDatabase;
+  let service: RunningService;
+  let tenant: CreatedTenant;
+  const log = new CapturedLog();
+  const prompt = "customer-prompt-do-not-log-4b1d";
+  const urlToken = "url-query-token-do-not-log-0e77";
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    const config = testConfig(testDb.url, { LOG_LEVEL: "trace" });
+    const logger = createLogger("trace", { destination: log, secrets: [config.INTERNAL_API_TOKEN] });
+    service = await startService({ config, logger, api: true, worker: false, migrate: false });
+    tenant = await createTenant(testDb.database, "odd-places");
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await testDb?.drop();
+  });
+
+  it("never writes the token from a request path or an X-Request-Id", async () => {
+    const api = new ApiClient(service.url ?? "", tenant.apiKey);
+    const jobId = "00000000-0000-4000-8000-000000000000";
+    const paths = [
+      `/internal/v1/jobs/${INTERNAL_TOKEN}/projects/0`,
+      `/api/v1/jobs/${INTERNAL_TOKEN}`,
+      `/${encodeURIComponent(INTERNAL_TOKEN)}`,
+      `/%ZZ/${INTERNAL_TOKEN}`, // a path that does not decode is logged as it came
+    ];
+    for (const path of paths) await api.request("PATCH", path, { status: "processing" }, INTERNAL_TOKEN);
+    const echoed = await api.request("PATCH", `/internal/v1/jobs/${jobId}/projects/0`, { status: "processing" }, INTERNAL_TOKEN, {
+      "x-request-id": INTERNAL_TOKEN,
+    });
+    expect(echoed.headers.get("x-request-id")).toBe(INTERNAL_TOKEN); // it was taken as the request id
+    await api.request("GET", "/healthz", undefined, INTERNAL_TOKEN, { "x-request-id": INTERNAL_TOKEN });
+
+    expect(log.lines.filter((line) => line.includes('"msg":"request"')).length).toBeGreaterThanOrEqual(paths.length + 2);
+    expectNoneOf(log.text, [INTERNAL_TOKEN, encodeURIComponent(INTERNAL_TOKEN)]);
+  });
+
+  it("logs a failed insert's SQLSTATE and query, never the prompt or the webhook URL's token", async () => {
+    // The insert fails inside Postgres, quoting the row's values in its detail.
+    await testDb.database.query(`
+      create function refuse_job() returns trigger language plpgsql as $$
+      begin raise exception 'refused' using detail = new.prompt || ' ' || new.webhook_url; end $$;
+      create trigger refuse_job before insert on jobs for each row execute function refuse_job();`);
+    try {
+      const api = new ApiClient(service.url ?? "", tenant.apiKey);
+      const response = await api.post("/api/v1/generate", { prompt, webhookUrl: `http://127.0.0.1:9/in?token=${urlToken}` });
+      expect(response.status).toBe(500);
+    } finally {
+      await testDb.database.query("drop trigger refuse_job on jobs; drop function refuse_job();");
+    }
+    const failure = log.lines.find((line) => line.includes("unhandled error"));
+    expect(failure).toBeDefined();
+    expect(failure).toContain('"code":"P0001"');
+    expect(failure).toContain("Failed query: insert into");
+    expectNoneOf(log.text, [prompt, urlToken]);
+  });
+});
+
+describe("the CLI's service", () => {
+  let testDb: TestDatabase;
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await testDb?.drop();
+  });
+
+  it("scrubs INTERNAL_API_TOKEN from its own log lines", async () => {
+    const token = "cli-internal-token-value-5c0ffee";
+    const child = spawnCli(["api"], {
+      DATABASE_URL: testDb.url,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "info",
+      INTERNAL_API_TOKEN: token,
+    });
+    try {
+      const listening = await child.waitForLog(/API listening/);
+      const url = (JSON.parse(listening) as { url: string }).url;
+      const response = await fetch(`${url}/internal/v1/jobs/${token}/projects/0`, {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "x-request-id": token },
+        body: JSON.stringify({ status: "processing" }),
+      });
+      expect(response.status).toBe(404);
+      await child.waitForLog(/"msg":"request"/);
+    } finally {
+      child.child.kill("SIGTERM");
+      await child.exited;
+    }
+    expect(child.output.join("\n")).toContain("[redacted]");
+    expectNoneOf(child.output.join("\n"), [token]);
   });
 });
 

@@ -37,7 +37,7 @@ export async function startHarness(
   const config = testConfig(testDb.url, overrides);
   const service = await startService({
     config,
-    logger: createLogger(config.LOG_LEVEL),
+    logger: createLogger(config.LOG_LEVEL, { secrets: [config.INTERNAL_API_TOKEN] }),
     api: parts.api ?? true,
     worker: parts.worker ?? true,
     migrate: false,
