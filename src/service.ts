@@ -114,6 +114,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       internalApiToken: config.INTERNAL_API_TOKEN,
       apiRateLimit: config.API_RATE_LIMIT,
       metrics,
+      webhookHeaderPrefix: config.WEBHOOK_HEADER_PREFIX,
     });
     if (!config.INTERNAL_API_TOKEN) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
     server = await new Promise<ServerType>((resolve) => {

@@ -1,5 +1,4 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
-import { swaggerUI } from "@hono/swagger-ui";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
@@ -7,6 +6,7 @@ import type { Database } from "../db/client.js";
 import type { JobService } from "../jobs/job-service.js";
 import { ServiceMetrics } from "../metrics.js";
 import { apiKeyAuth, internalAuth, type AppEnv } from "./auth.js";
+import { docsRoutes } from "./docs-page.js";
 import { errorHandler, sendError } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
@@ -16,6 +16,7 @@ import { jobRoutes } from "./routes/jobs.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { assignRequestId, logRequests } from "./request-log.js";
 import { veoRoutes } from "./routes/veo.js";
+import { registerWebhooks } from "./webhooks-doc.js";
 
 export interface AppDependencies {
   database: Database;
@@ -26,6 +27,8 @@ export interface AppDependencies {
   apiRateLimit?: number | undefined;
   /** The worker's metrics when it runs in this process; otherwise the queue gauges alone. */
   metrics?: ServiceMetrics;
+  /** WEBHOOK_HEADER_PREFIX: the OpenAPI document names the signature and attempt headers with it. */
+  webhookHeaderPrefix: string;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -70,12 +73,56 @@ export function createApp(deps: AppDependencies) {
   app.route("/", veoRoutes(deps.jobService));
   app.route("/", deliveryRoutes(deps.database, deps.jobService));
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", { type: "http", scheme: "bearer" });
-  app.openAPIRegistry.registerComponent("securitySchemes", "internalToken", { type: "http", scheme: "bearer" });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "webhook-outbox", version: "0.1.0", description: "Jobs, and the webhooks their completion sends." },
-  });
-  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "webhook-outbox API" }));
+  registerWebhooks(app, deps.webhookHeaderPrefix);
+  registerDocumentRoute(app);
+  app.doc31("/openapi.json", OPENAPI_DOCUMENT);
+  app.route("/", docsRoutes());
   return app;
+}
+
+const OPENAPI_DOCUMENT = {
+  openapi: "3.1.0",
+  info: {
+    title: "webhook-outbox",
+    version: "0.1.0",
+    description:
+      "A Postgres transactional outbox for signed, retried, audited webhooks. Jobs created here send a webhook when they reach a terminal status; `webhooks` describes both bodies and their headers.",
+  },
+  // Relative: the service that serves the document (a local `npm start` serves it at http://localhost:3000).
+  servers: [{ url: "/", description: "The service that serves this document" }],
+  tags: [
+    { name: "jobs", description: "Jobs of one or more projects; their completion sends the `jobCompleted` webhook" },
+    { name: "veo3", description: "The Veo3-style surface: one-video generations and the `veoGeneration` webhook" },
+    { name: "deliveries", description: "Every webhook delivery and its attempts; redelivery" },
+    { name: "internal", description: "The generation backend's progress reports (Bearer INTERNAL_API_TOKEN)" },
+    { name: "operations", description: "Health, readiness, metrics and this document (no credentials)" },
+    { name: "webhooks", description: "What the service POSTs to receivers" },
+  ],
+};
+
+function registerDocumentRoute(app: OpenAPIHono<AppEnv>): void {
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    description: "A tenant's API key (`wo_…`), from `webhook-outbox tenant create` or `tenant create-key`",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "internalToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "INTERNAL_API_TOKEN; with none configured the /internal routes answer 404",
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    operationId: "getOpenApiDocument",
+    tags: ["operations"],
+    summary: "This OpenAPI 3.1 document (browsable at /docs)",
+    security: [],
+    responses: {
+      200: {
+        description: "The OpenAPI document",
+        content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+      },
+    },
+  });
 }

@@ -68,6 +68,8 @@ const security = [{ bearerAuth: [] }];
 const jobDeliveries = createRoute({
   method: "get",
   path: "/api/v1/jobs/{jobId}/deliveries",
+  operationId: "listJobDeliveries",
+  tags: ["deliveries"],
   summary: "A job's webhook deliveries, each with every attempt in order",
   security,
   request: { params: JobIdParamSchema },
@@ -80,6 +82,8 @@ const jobDeliveries = createRoute({
 const listRoute = createRoute({
   method: "get",
   path: "/api/v1/deliveries",
+  operationId: "listDeliveries",
+  tags: ["deliveries"],
   summary: "The tenant's deliveries, newest first, keyset-paginated (the polling safety net for missed webhooks)",
   security,
   request: { query: DeliveryListQuerySchema },
@@ -92,6 +96,8 @@ const listRoute = createRoute({
 const redeliverRoute = createRoute({
   method: "post",
   path: "/api/v1/deliveries/{deliveryId}/redeliver",
+  operationId: "redeliver",
+  tags: ["deliveries"],
   summary: "Send a succeeded or failed delivery again",
   description:
     "The same delivery (same `webhook-id`) gets a fresh attempt budget under its frozen schedule; new attempts append to its history. 409 DELIVERY_IN_FLIGHT while it is pending or delivering.",

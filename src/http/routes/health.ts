@@ -11,6 +11,8 @@ const ReadySchema = z.object({ status: z.literal("ready"), migration: z.string()
 const healthz = createRoute({
   method: "get",
   path: "/healthz",
+  operationId: "getHealth",
+  security: [],
   summary: "Liveness: the process is up (no dependency is checked)",
   tags: ["operations"],
   responses: { 200: jsonResponse(HealthSchema, "The process is up") },
@@ -19,6 +21,8 @@ const healthz = createRoute({
 const readyz = createRoute({
   method: "get",
   path: "/readyz",
+  operationId: "getReadiness",
+  security: [],
   summary: "Readiness: the database answers and has every migration this build ships",
   description: "503 DATABASE_UNAVAILABLE when the database does not answer; 503 MIGRATIONS_PENDING before `webhook-outbox migrate`.",
   tags: ["operations"],

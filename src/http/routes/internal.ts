@@ -10,6 +10,8 @@ import { JobSchema, ProjectParamSchema, ProjectUpdateSchema } from "../schemas.j
 const updateProject = createRoute({
   method: "patch",
   path: "/internal/v1/jobs/{jobId}/projects/{index}",
+  operationId: "reportProject",
+  tags: ["internal"],
   summary: "The generation backend reports a project's progress",
   description:
     "The report that makes the job terminal enqueues its webhook in the same transaction. Repeating a terminal report is accepted and enqueues nothing.",

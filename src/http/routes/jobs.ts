@@ -13,6 +13,8 @@ const security = [{ bearerAuth: [] }];
 const generate = createRoute({
   method: "post",
   path: "/api/v1/generate",
+  operationId: "createJob",
+  tags: ["jobs"],
   summary: "Create a generation job of one or more projects",
   security,
   request: { body: jsonBody(GenerateRequestSchema) },
@@ -25,6 +27,8 @@ const generate = createRoute({
 const getJob = createRoute({
   method: "get",
   path: "/api/v1/jobs/{jobId}",
+  operationId: "getJob",
+  tags: ["jobs"],
   summary: "A job's status and projects",
   security,
   request: { params: JobIdParamSchema },
@@ -34,6 +38,8 @@ const getJob = createRoute({
 const listJobs = createRoute({
   method: "get",
   path: "/api/v1/jobs",
+  operationId: "listJobs",
+  tags: ["jobs"],
   summary: "The tenant's jobs, newest first, keyset-paginated",
   security,
   request: { query: JobListQuerySchema },

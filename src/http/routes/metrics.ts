@@ -4,6 +4,8 @@ import type { ServiceMetrics } from "../../metrics.js";
 const metricsRoute = createRoute({
   method: "get",
   path: "/metrics",
+  operationId: "getMetrics",
+  security: [],
   summary: "Prometheus metrics: deliveries and attempts by outcome, attempt latency, queue depth, oldest due age",
   tags: ["operations"],
   responses: {

@@ -42,6 +42,8 @@ const security = [{ bearerAuth: [] }];
 const generate = createRoute({
   method: "post",
   path: "/v1/veo/generate",
+  operationId: "createVeoGeneration",
+  tags: ["veo3"],
   summary: "Veo3 surface: create a generation of one video",
   description:
     "When it is done, `callback_url` receives the VeoGeneration body (status `completed` or `failed`) under the Veo3 retry policy.",
@@ -56,6 +58,8 @@ const generate = createRoute({
 const getGeneration = createRoute({
   method: "get",
   path: "/v1/veo/generations/{generation_id}",
+  operationId: "getVeoGeneration",
+  tags: ["veo3"],
   summary: "Veo3 surface: a generation's status (the same body its webhook carries)",
   security,
   request: { params: z.object({ generation_id: text() }) },
