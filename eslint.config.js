@@ -5,6 +5,8 @@ export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "migrations/", ".data/", "coverage/", ".scratch/", "bench/results/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  // The example receivers are plain Node scripts.
+  { files: ["examples/**/*.mjs"], languageOptions: { globals: { process: "readonly", Buffer: "readonly", console: "readonly" } } },
   {
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
