@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
 import { parseDuration, parseSchedule } from "./duration.js";
+import { WORKER_DEFAULTS } from "./outbox/worker/options.js";
 
 /** A text variable turned into a value by `parse`; a parse error becomes the variable's message. */
 const parsedText =
@@ -72,23 +73,24 @@ export const configSchema = z.object({
   VEO_WEBHOOK_RETRY_DELAYS: schedule("0,30s,30s,30s,30s"),
   VEO_WEBHOOK_TIMEOUT_MS: integer(30_000, 100, 300_000),
   VEO_WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),
-  WEBHOOK_RETRY_AFTER_CAP: duration("1h"),
+  WEBHOOK_RETRY_AFTER_CAP: duration(`${WORKER_DEFAULTS.retryAfterCapMs}ms`),
   WEBHOOK_HEADER_PREFIX: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9-]*-$/, "must look like X-Webhook- (letters, digits, dashes, ending in a dash)")
-    .default("X-Webhook-"),
+    .default(WORKER_DEFAULTS.headerPrefix),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean,
   WEBHOOK_ALLOWED_CIDRS: cidrList,
   SECRET_ROTATION_OVERLAP: duration("24h"),
   API_RATE_LIMIT: optionalPositiveInteger,
-  WORKER_CONCURRENCY: integer(64, 1, 10_000),
-  WORKER_HOST_CONCURRENCY: integer(32, 1, 10_000),
-  WORKER_BATCH_SIZE: integer(64, 1, 1_000),
-  WORKER_PREFETCH: integer(64, 0, 10_000),
-  WORKER_POLL_INTERVAL_MS: integer(1_000, 10, 60_000),
-  WORKER_BATCH_WINDOW_MS: integer(5, 0, 1_000),
-  LEASE_MARGIN_MS: integer(5_000, 0, 600_000),
-  SHUTDOWN_GRACE_MS: integer(10_000, 0, 600_000),
+  // The worker's defaults are stated on its options (src/outbox/worker/options.ts).
+  WORKER_CONCURRENCY: integer(WORKER_DEFAULTS.concurrency, 1, 10_000),
+  DESTINATION_CONCURRENCY: integer(WORKER_DEFAULTS.destinationConcurrency, 1, 10_000),
+  WORKER_BATCH_SIZE: integer(WORKER_DEFAULTS.batchSize, 1, 1_000),
+  WORKER_POLL_INTERVAL_MS: integer(WORKER_DEFAULTS.pollIntervalMs, 10, 60_000),
+  WORKER_BATCH_WINDOW_MS: integer(WORKER_DEFAULTS.batchWindowMs, 0, 1_000),
+  WORKER_MAX_INTERRUPTIONS: integer(WORKER_DEFAULTS.maxInterruptions, 1, 100),
+  LEASE_MARGIN_MS: integer(WORKER_DEFAULTS.leaseMarginMs, 0, 600_000),
+  SHUTDOWN_GRACE_MS: integer(WORKER_DEFAULTS.shutdownGraceMs, 0, 600_000),
   REPORT_CONCURRENCY: integer(2, 1, 100),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),

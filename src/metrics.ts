@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { Database } from "./db/client.js";
-import type { AttemptRecord } from "./outbox/claim-sql.js";
+import type { AttemptRecord } from "./outbox/sql/record.js";
 
 const QUEUE_STATUSES = ["pending", "delivering"] as const;
 

@@ -13,7 +13,7 @@ import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
 import { OutboxNotifier } from "./outbox/notifier.js";
 import { deliveryPolicies } from "./outbox/policy.js";
-import { OutboxWorker } from "./outbox/worker.js";
+import { OutboxWorker } from "./outbox/worker/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
 
 export interface ServiceOptions {
@@ -83,11 +83,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       sender,
       logger: logger.child({ component: "worker" }),
       concurrency: config.WORKER_CONCURRENCY,
-      hostConcurrency: config.WORKER_HOST_CONCURRENCY,
+      destinationConcurrency: config.DESTINATION_CONCURRENCY,
       shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
       batchSize: config.WORKER_BATCH_SIZE,
-      prefetch: config.WORKER_PREFETCH,
       batchWindowMs: config.WORKER_BATCH_WINDOW_MS,
+      maxInterruptions: config.WORKER_MAX_INTERRUPTIONS,
       pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
       leaseMarginMs: config.LEASE_MARGIN_MS,
       retryAfterCapMs: config.WEBHOOK_RETRY_AFTER_CAP,

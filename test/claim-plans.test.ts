@@ -1,7 +1,9 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDueDeliveries } from "../bench/lib/seed.js";
-import { CLAIM_SQL, RECORD_SQL, RELEASE_SQL } from "../src/outbox/claim-sql.js";
+import { CLAIM_SQL } from "../src/outbox/sql/claim.js";
+import { RECORD_SQL } from "../src/outbox/sql/record.js";
+import { RELEASE_SQL } from "../src/outbox/sql/release.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 
@@ -31,7 +33,7 @@ afterAll(async () => {
 });
 
 const STATEMENTS = {
-  claim: { sql: CLAIM_SQL, types: "text, int, int, text[]", args: "'w', 64, 5000, '{}'" },
+  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int", args: "'w', 96, 5000, 32, 5" },
   record: {
     sql: RECORD_SQL,
     types: "text, uuid[], int[], text[], text[], int[], int[], text[], text[], text[], timestamptz[], timestamptz[], int[]",

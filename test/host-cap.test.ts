@@ -13,7 +13,7 @@ beforeAll(async () => {
   testDb = await createTestDatabase();
   harness = await startHarness(testDb, {
     WORKER_CONCURRENCY: 8,
-    WORKER_HOST_CONCURRENCY: 2,
+    DESTINATION_CONCURRENCY: 2,
     WORKER_BATCH_SIZE: 8,
     WEBHOOK_TIMEOUT_MS: 60_000,
     SHUTDOWN_GRACE_MS: 0,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimDue, recordAttempts, urlAuthority, type AttemptRecord } from "../src/outbox/claim-sql.js";
+import { claimDue, type ClaimedDelivery } from "../src/outbox/sql/claim.js";
+import { recordAttempts as recordWith, type AttemptRecord } from "../src/outbox/sql/record.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
 import { spawnCli } from "./support/processes.js";
@@ -46,6 +47,20 @@ function succeeded(deliveryId: string, attemptNumber: number): AttemptRecord {
     durationMs: 1,
   };
 }
+
+/** One claim as a worker makes it: `cap` live leases per destination, `maxInterruptions` as the worker's default. */
+async function claim(workerId: string, limit: number, leaseMarginMs: number, cap = 1_000): Promise<ClaimedDelivery[]> {
+  const result = await claimDue(testDb.database.query, {
+    workerId,
+    limit,
+    leaseMarginMs,
+    destinationConcurrency: cap,
+    maxInterruptions: 5,
+  });
+  return result.deliveries;
+}
+
+const recordAttempts = (workerId: string, records: AttemptRecord[]) => recordWith(testDb.database.query, workerId, records);
 
 async function expireLeases(): Promise<void> {
   await testDb.database.query(
@@ -99,32 +114,32 @@ describe("leases", () => {
     const jobId = await completedJob();
     const [enqueued] = await deliveriesOf(testDb.database, jobId);
     await testDb.database.query("update job_projects set video_url = 'https://cdn.example.com/rewritten.mp4' where job_id = $1", [jobId]);
-    const claimed = await claimDue(testDb.database, "worker-frozen", 100, 60_000);
+    const claimed = await claim("worker-frozen", 100, 60_000);
     const mine = claimed.find((delivery) => delivery.id === enqueued?.id);
     expect(JSON.parse(mine?.body ?? "{}")).toEqual(enqueued?.payload);
     expect(mine?.body).not.toContain("rewritten");
     // Leave the queue empty for the tests that follow.
-    await recordAttempts(testDb.database, "worker-frozen", claimed.map((delivery) => succeeded(delivery.id, delivery.attempt_count)));
+    await recordAttempts("worker-frozen", claimed.map((delivery) => succeeded(delivery.id, delivery.attempt_count)));
   });
 
   it("a worker whose lease expired cannot overwrite the new owner's result", async () => {
     const jobId = await completedJob();
-    const [first] = await claimDue(testDb.database, "worker-a", 10, 0);
+    const [first] = await claim("worker-a", 10, 0);
     expect(first?.attempt_count).toBe(1);
     await expireLeases();
 
-    const [second] = await claimDue(testDb.database, "worker-b", 10, 60_000);
+    const [second] = await claim("worker-b", 10, 60_000);
     expect(second?.id).toBe(first?.id);
     expect(second?.attempt_count).toBe(2);
     const deliveryId = second?.id ?? "";
 
     // The late finaliser: worker A reports attempt 1 after losing its lease.
-    expect(await recordAttempts(testDb.database, "worker-a", [succeeded(deliveryId, 1)])).toEqual([]);
+    expect(await recordAttempts("worker-a", [succeeded(deliveryId, 1)])).toEqual([]);
     const [stillOwned] = await deliveriesOf(testDb.database, jobId);
     expect(stillOwned).toMatchObject({ status: "delivering", attempt_count: 2 });
 
     // The owner's result lands.
-    expect(await recordAttempts(testDb.database, "worker-b", [succeeded(deliveryId, 2)])).toEqual([deliveryId]);
+    expect(await recordAttempts("worker-b", [succeeded(deliveryId, 2)])).toEqual([deliveryId]);
     const attempts = await attemptsOf(testDb.database, deliveryId);
     expect(attempts.map((a) => [a.attempt_number, a.outcome, a.worker_id])).toEqual([
       [1, "interrupted", "worker-a"],
@@ -132,38 +147,92 @@ describe("leases", () => {
     ]);
   });
 
-  it("a delivery whose last attempt was interrupted is failed, not retried forever", async () => {
+  it("an interrupted attempt spends nothing of the budget: the attempt after it still goes, and can succeed", async () => {
     const jobId = await completedJob();
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      const claimed = await claimDue(testDb.database, `crashing-${attempt}`, 10, 0);
-      expect(claimed.map((d) => d.attempt_count)).toEqual([attempt]);
+    // The schedule allows 3 attempts; two of them fail, the third is cut off by a dead worker.
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const [claimed] = await claim(`failing-${attempt}`, 10, 60_000);
+      const record = { ...succeeded(claimed?.id ?? "", attempt), outcome: "retry" as const, deliveryStatus: "pending" as const, retryDelayMs: 0 };
+      await recordAttempts(`failing-${attempt}`, [record]);
+    }
+    const [last] = await claim("doomed", 10, 0);
+    expect(last).toMatchObject({ attempt_count: 3, max_attempts: 3 });
+    await expireLeases();
+    const [again] = await claim("survivor", 10, 60_000);
+    expect(again).toMatchObject({ id: last?.id, attempt_count: 4, max_attempts: 4, interruptions: 1 });
+    await recordAttempts("survivor", [succeeded(again?.id ?? "", 4)]);
+    const [delivery] = await deliveriesOf(testDb.database, jobId);
+    expect(delivery).toMatchObject({ status: "succeeded", attempt_count: 4 });
+    const attempts = await attemptsOf(testDb.database, delivery?.id ?? "");
+    expect(attempts.map((a) => a.outcome)).toEqual(["retry", "retry", "interrupted", "succeeded"]);
+  });
+
+  it("a delivery interrupted again and again fails at the fifth interruption, saying why", async () => {
+    const jobId = await completedJob();
+    for (let interruption = 1; interruption <= 5; interruption++) {
+      const claimed = await claim(`crashing-${interruption}`, 10, 0);
+      expect(claimed.map((d) => d.attempt_count)).toEqual([interruption]);
       await expireLeases();
     }
-    expect(await claimDue(testDb.database, "last", 10, 0)).toEqual([]);
+    expect(await claim("last", 10, 0)).toEqual([]);
     const [delivery] = await deliveriesOf(testDb.database, jobId);
-    expect(delivery).toMatchObject({ status: "failed", attempt_count: 3 });
+    expect(delivery).toMatchObject({ status: "failed", attempt_count: 5, interruptions: 5 });
+    expect(delivery?.last_error).toMatch(/^interrupted 5 times: each worker that took it stopped before recording an outcome/);
     const attempts = await attemptsOf(testDb.database, delivery?.id ?? "");
-    expect(attempts.map((a) => a.outcome)).toEqual(["interrupted", "interrupted", "interrupted"]);
+    expect(attempts.map((a) => a.outcome)).toEqual(Array(5).fill("interrupted"));
   });
-  it("a claim leaves the rows of destinations named as at their cap, and takes them when none is", async () => {
+
+  it("a claim takes at most each destination's free room, counting every worker's live leases", async () => {
     const other = await Receiver.start();
     try {
-      const capped = await deliveriesOf(testDb.database, await completedJob());
+      const busy = [];
+      for (let i = 0; i < 4; i++) busy.push(...(await deliveriesOf(testDb.database, await completedJob())));
       const open = await deliveriesOf(testDb.database, await completedJob(other.url));
-      const first = await claimDue(testDb.database, "capped", 10, 60_000, [urlAuthority(receiver.url)]);
-      expect(first.map((d) => d.id)).toEqual(open.map((d) => d.id));
-      const rest = await claimDue(testDb.database, "capped", 10, 60_000, []);
-      expect(rest.map((d) => d.id)).toEqual(capped.map((d) => d.id));
+      // Worker A holds two of the busy destination's rows: one more fits under a cap of 3.
+      const first = await claim("worker-a", 2, 60_000, 3);
+      expect(first.map((d) => d.id)).toEqual(busy.slice(0, 2).map((d) => d.id));
+      const second = await claim("worker-b", 10, 60_000, 3);
+      expect(second.map((d) => d.id).sort()).toEqual([busy[2]?.id, open[0]?.id].sort());
+      // At its cap, the destination's last row waits, its attempt unspent.
+      expect(await claim("worker-c", 10, 60_000, 3)).toEqual([]);
+      const [waiting] = await testDb.database.query<{ status: string; attempt_count: number }>(
+        "select status, attempt_count from webhook_deliveries where id = $1",
+        [busy[3]?.id],
+      );
+      expect(waiting).toEqual({ status: "pending", attempt_count: 0 });
+      // One attempt ends: its room goes to the waiting row.
+      await recordAttempts("worker-a", [succeeded(busy[0]?.id ?? "", 1)]);
+      expect((await claim("worker-c", 10, 60_000, 3)).map((d) => d.id)).toEqual([busy[3]?.id]);
+      await recordAttempts("worker-a", [succeeded(busy[1]?.id ?? "", 1)]);
+      await recordAttempts("worker-b", [succeeded(busy[2]?.id ?? "", 1), succeeded(open[0]?.id ?? "", 1)]);
+      await recordAttempts("worker-c", [succeeded(busy[3]?.id ?? "", 1)]);
     } finally {
       await other.close();
     }
+  });
+
+  it("reports the destinations it left at their cap, so a worker knows whose ending attempt makes room", async () => {
+    for (let i = 0; i < 3; i++) await completedJob();
+    const result = await claimDue(testDb.database.query, {
+      workerId: "capped",
+      limit: 10,
+      leaseMarginMs: 60_000,
+      destinationConcurrency: 2,
+      maxInterruptions: 5,
+    });
+    expect(result.deliveries).toHaveLength(2);
+    expect(result.capped).toEqual([new URL(receiver.url).host]);
+    await recordAttempts("capped", result.deliveries.map((d) => succeeded(d.id, 1)));
+    const rest = await claim("capped", 10, 60_000, 2);
+    expect(rest).toHaveLength(1);
+    await recordAttempts("capped", rest.map((d) => succeeded(d.id, 1)));
   });
 
   // Last in this file: it retires the tenant's signing secrets.
   it("claims hand each delivery its tenant's active secrets, and none once they have all expired", async () => {
     const first = await completedJob();
     const second = await completedJob();
-    const claimed = await claimDue(testDb.database, "secrets", 10, 60_000);
+    const claimed = await claim("secrets", 10, 60_000);
     expect(claimed.map((d) => d.id).sort()).toEqual(
       [...(await deliveriesOf(testDb.database, first)), ...(await deliveriesOf(testDb.database, second))].map((d) => d.id).sort(),
     );
@@ -178,7 +247,7 @@ describe("leases", () => {
       claimed[0]?.tenant_id,
     ]);
     const third = await completedJob();
-    const [unsigned] = await claimDue(testDb.database, "secrets", 10, 60_000);
+    const [unsigned] = await claim("secrets", 10, 60_000);
     expect(unsigned).toMatchObject({ id: (await deliveriesOf(testDb.database, third))[0]?.id, secrets: null });
   });
 });

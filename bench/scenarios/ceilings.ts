@@ -2,7 +2,9 @@ import { randomUUID } from "node:crypto";
 import { Agent } from "undici";
 import { RESPONSE_READ_CAP_BYTES } from "../../src/delivery/http-sender.js";
 import { postOnce } from "../../src/delivery/post-once.js";
-import { claimDue, recordAttempts, type AttemptRecord } from "../../src/outbox/claim-sql.js";
+import { claimDue } from "../../src/outbox/sql/claim.js";
+import { recordAttempts, type AttemptRecord } from "../../src/outbox/sql/record.js";
+import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { newSigningSecret, signedHeaders, webhookPayload } from "../lib/payload.js";
@@ -65,7 +67,14 @@ export async function runDbCeiling(settings: BenchSettings, receiverUrl: string)
     let recorded = 0;
     const loop = async (workerId: string) => {
       for (;;) {
-        const claimed = await claimDue(database, workerId, settings.batchSize, 5_000);
+        // A ceiling: no per-destination cap (every row goes to the one receiver).
+        const { deliveries: claimed } = await claimDue(database.query, {
+          workerId,
+          limit: settings.batchSize,
+          leaseMarginMs: 5_000,
+          destinationConcurrency: 1_000_000,
+          maxInterruptions: WORKER_DEFAULTS.maxInterruptions,
+        });
         if (claimed.length === 0) return;
         const finishedAt = new Date();
         const records: AttemptRecord[] = claimed.map((delivery) => ({
@@ -82,7 +91,7 @@ export async function runDbCeiling(settings: BenchSettings, receiverUrl: string)
           finishedAt,
           durationMs: 0,
         }));
-        const owned = await recordAttempts(database, workerId, records);
+        const owned = await recordAttempts(database.query, workerId, records);
         recorded += owned.length;
       }
     };

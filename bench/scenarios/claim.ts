@@ -1,6 +1,7 @@
 import pg from "pg";
-import type { Database } from "../../src/db/client.js";
-import { claimDue } from "../../src/outbox/claim-sql.js";
+import type { Query } from "../../src/db/client.js";
+import { claimDue, type ClaimInput } from "../../src/outbox/sql/claim.js";
+import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
@@ -33,24 +34,29 @@ const PER_TEN_THOUSAND = 10_000;
 /** Claim SQL as the worker sends it: captured from claimDue itself so it cannot drift from src/. */
 async function claimSqlText(): Promise<string> {
   let captured = "";
-  const recorder = {
-    kind: "postgres",
-    query: async (text: string) => {
-      captured = text;
-      return [];
-    },
-  } as unknown as Database; // claimDue only ever calls query()
-  await claimDue(recorder, "capture", 1, 0);
+  const recorder = (async (text: string) => {
+    captured = text;
+    return [];
+  }) as Query;
+  await claimDue(recorder, claimInput(1));
   return captured;
 }
 
-/** One pg client as a Database, so claimDue runs inside a transaction the bench controls. */
-function clientDatabase(client: pg.Client): Database {
+/** The worker's claim at its defaults, `limit` rows at most. */
+function claimInput(limit: number): ClaimInput {
   return {
-    kind: "postgres",
-    query: async (text: string, params: unknown[] = [], name?: string) =>
-      (await client.query(name ? { name, text, values: params } : { text, values: params })).rows,
-  } as unknown as Database; // claimDue only ever calls query()
+    workerId: "bench-claim",
+    limit,
+    leaseMarginMs: WORKER_DEFAULTS.leaseMarginMs,
+    destinationConcurrency: WORKER_DEFAULTS.destinationConcurrency,
+    maxInterruptions: WORKER_DEFAULTS.maxInterruptions,
+  };
+}
+
+/** One pg client as a Query, so claimDue runs inside a transaction the bench controls. */
+function clientQuery(client: pg.Client): Query {
+  return (async (text: string, params: unknown[] = [], name?: string) =>
+    (await client.query(name ? { name, text, values: params } : { text, values: params })).rows) as Query;
 }
 
 /**
@@ -152,7 +158,8 @@ async function explainClaim(client: pg.Client, sqlText: string, limit: number, g
     if (generic) await client.query("set local plan_cache_mode = force_generic_plan");
     await client.query(`prepare bench_claim_explain as ${sqlText}`);
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
-      `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, 5000, '{}')`,
+      `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
+        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions})`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {
@@ -175,14 +182,14 @@ export async function runClaim(settings: BenchSettings, rows: number, receiverUr
         "select count(*)::int as n from webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()",
       );
 
-      const handle = clientDatabase(client);
+      const handle = clientQuery(client);
       const timings: number[] = [];
       let claimed = 0;
       // The first runs prepare the statement and warm the cache; they are not counted.
       for (let run = -WARM_UP_RUNS; run < settings.claimRuns; run++) {
         await client.query("begin");
         const started = performance.now();
-        const batch = await claimDue(handle, "bench-claim", settings.batchSize, 5_000);
+        const { deliveries: batch } = await claimDue(handle, claimInput(settings.batchSize));
         if (run >= 0) timings.push(performance.now() - started);
         await client.query("rollback");
         claimed = batch.length;

@@ -42,6 +42,9 @@ export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 export type ApiFlavor = (typeof API_FLAVORS)[number];
 
+/** scheme://AUTHORITY/…: the part of a URL that names its destination. The same pattern runs in SQL and in JS. */
+export const URL_AUTHORITY_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)";
+
 const inList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 // Keyset cursors carry JS Dates (milliseconds), so paginated creation times are stored at that precision.
@@ -165,6 +168,13 @@ export const webhookDeliveries = pgTable(
     lastError: text("last_error"),
     createdAt: tstz("created_at").notNull().default(nowMs),
     finishedAt: tstz("finished_at"),
+    // host:port of the URL (its authority), lower-cased: what the per-destination cap counts.
+    destination: text("destination")
+      .notNull()
+      .generatedAlwaysAs(sql.raw(`lower(substring(url from '${URL_AUTHORITY_PATTERN}'))`)),
+    // Leases that ran out with the attempt unrecorded (its worker died). They spend no attempt of the
+    // budget; past MAX_INTERRUPTIONS the delivery fails, so a payload that crashes workers still ends.
+    interruptions: integer("interruptions").notNull().default(0),
   },
   (t) => [
     foreignKey({ name: "webhook_deliveries_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
@@ -187,6 +197,11 @@ export const webhookDeliveries = pgTable(
     index("webhook_deliveries_claim_idx")
       .on(t.nextAttemptAt)
       .where(sql`${t.status} in ('pending', 'delivering')`),
+    // The claim's count of attempts in flight per destination: leased rows only (a few hundred). The
+    // lease test in its predicate keeps statements that find delivering rows by id on the primary key.
+    index("webhook_deliveries_in_flight_idx")
+      .on(t.destination, t.lockedUntil)
+      .where(sql`${t.status} = 'delivering' and ${t.lockedUntil} is not null`),
     index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
     // GET /api/v1/deliveries?status=failed (the polling safety net). Partial, so the claim loop's
     // updates of open rows never touch it; other statuses are served by ..._tenant_created_idx.

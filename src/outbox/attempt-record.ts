@@ -1,5 +1,6 @@
 import { classifyAttempt, type AttemptResult } from "../delivery/outcome.js";
-import type { AttemptRecord, ClaimedDelivery } from "./claim-sql.js";
+import type { ClaimedDelivery } from "./sql/claim.js";
+import type { AttemptRecord } from "./sql/record.js";
 import { nextAfterFailure } from "./policy.js";
 
 /** What one finished attempt means for its delivery: the outcome rules and its frozen retry schedule. */
@@ -25,15 +26,21 @@ export function decideAttempt(delivery: ClaimedDelivery, result: AttemptResult, 
   });
 }
 
-/** An attempt cut short by shutdown counts as an attempt; the delivery is due again at once. */
-export function interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult): AttemptRecord {
-  const attemptsLeft = delivery.attempt_count < delivery.max_attempts;
+/**
+ * An attempt cut short by shutdown spends nothing of the budget (the record grows it back): the
+ * delivery is due again at once, unless this was its `maxInterruptions`-th interruption.
+ */
+export function interruptedRecord(delivery: ClaimedDelivery, result: AttemptResult, maxInterruptions: number): AttemptRecord {
+  const interruptions = delivery.interruptions + 1;
+  const goesOn = interruptions < maxInterruptions;
   return attemptRecord(delivery, result, {
     outcome: "interrupted",
-    deliveryStatus: attemptsLeft ? "pending" : "failed",
-    retryDelayMs: attemptsLeft ? 0 : null,
+    deliveryStatus: goesOn ? "pending" : "failed",
+    retryDelayMs: goesOn ? 0 : null,
     errorKind: "other",
-    errorMessage: "aborted: the worker shut down before the receiver answered",
+    errorMessage: goesOn
+      ? "aborted: the worker shut down before the receiver answered"
+      : `interrupted ${interruptions} times: each worker that took it stopped before recording an outcome`,
   });
 }
 

@@ -1,0 +1,3 @@
+ALTER TABLE "webhook_deliveries" ADD COLUMN "destination" text GENERATED ALWAYS AS (lower(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)'))) STORED NOT NULL;--> statement-breakpoint
+ALTER TABLE "webhook_deliveries" ADD COLUMN "interruptions" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
+CREATE INDEX "webhook_deliveries_in_flight_idx" ON "webhook_deliveries" USING btree ("destination","locked_until") WHERE "webhook_deliveries"."status" = 'delivering' and "webhook_deliveries"."locked_until" is not null;

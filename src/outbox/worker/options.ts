@@ -1,0 +1,90 @@
+import type { Logger } from "pino";
+import type { Database } from "../../db/client.js";
+import type { HttpSender } from "../../delivery/http-sender.js";
+import type { AttemptRecord } from "../sql/record.js";
+
+/** How a worker claims, sends and records. Every default is stated here, once; the CLI's environment maps onto these. */
+export interface WorkerSettings {
+  /**
+   * Attempts in flight at once in this process. Each holds its payload and a connection; a worker
+   * that dies interrupts at most this many attempts (retried, spending nothing of their budget).
+   * @defaultValue 192
+   */
+  concurrency: number;
+  /**
+   * Attempts in flight at once to one destination (the URL's host:port), counted over every worker
+   * of the database: a destination that hangs holds at most this many slots, the rest of its
+   * deliveries stay pending with their attempts unspent. Two workers claiming in the same instant
+   * may each fill the same free room once.
+   * @defaultValue 32
+   */
+  destinationConcurrency: number;
+  /**
+   * Most deliveries claimed in one round trip.
+   * @defaultValue 96
+   */
+  batchSize: number;
+  /**
+   * Claims (and writes of results) start at least this long after the previous one, so work that
+   * arrives close together shares a round trip. 0 turns this off.
+   * @defaultValue 5
+   */
+  batchWindowMs: number;
+  /**
+   * How often an idle worker looks for due work when no NOTIFY arrives (retries that come due,
+   * a lost NOTIFY, another worker's expired lease).
+   * @defaultValue 1000
+   */
+  pollIntervalMs: number;
+  /**
+   * Added to each delivery's request timeout to form its lease.
+   * @defaultValue 5000
+   */
+  leaseMarginMs: number;
+  /**
+   * A delivery whose attempt was interrupted this many times (its worker died or shut down before
+   * recording an outcome) fails with a last_error that says so.
+   * @defaultValue 5
+   */
+  maxInterruptions: number;
+  /**
+   * The longest `Retry-After` honoured on a 429 or 5xx answer.
+   * @defaultValue 3600000 (1 h)
+   */
+  retryAfterCapMs: number;
+  /**
+   * Prefix of the `Signature` and `Attempt` headers.
+   * @defaultValue "X-Webhook-"
+   */
+  headerPrefix: string;
+  /**
+   * How long stop() lets attempts in flight finish before cutting them short.
+   * @defaultValue 10000
+   */
+  shutdownGraceMs: number;
+}
+
+export const WORKER_DEFAULTS: WorkerSettings = {
+  concurrency: 192,
+  destinationConcurrency: 32,
+  batchSize: 96,
+  batchWindowMs: 5,
+  pollIntervalMs: 1_000,
+  leaseMarginMs: 5_000,
+  maxInterruptions: 5,
+  retryAfterCapMs: 3_600_000,
+  headerPrefix: "X-Webhook-",
+  shutdownGraceMs: 10_000,
+};
+
+export interface WorkerOptions extends Partial<WorkerSettings> {
+  database: Pick<Database, "query" | "listen">;
+  sender: Pick<HttpSender, "send">;
+  logger: Logger;
+  /** @defaultValue host:pid:random */
+  workerId?: string;
+  /** Called once per recorded attempt; metrics hang here. */
+  onAttempt?: (record: AttemptRecord) => void;
+  /** Called after each claim with the number of deliveries claimed. */
+  onClaim?: (count: number) => void;
+}

@@ -1,0 +1,101 @@
+import type { Logger } from "pino";
+import type { Query } from "../../db/client.js";
+import { recordAttempts, type AttemptRecord } from "../sql/record.js";
+
+/**
+ * Writes finished attempts in batches: results that finish close together share one statement
+ * (a batch window after the previous write); while the database is unreachable they wait in
+ * memory and the write is retried; a batch with a bad row is written one by one.
+ */
+export class ResultWriter {
+  private readonly queue: AttemptRecord[] = [];
+  /** Results handed in and not yet written (queued or in the statement travelling now). */
+  private unwritten = 0;
+  private flushing: Promise<void> | undefined;
+  private lastFlushAt = -Infinity;
+  /** Once stopping, a write goes at once: no window. */
+  private windowMs: number;
+
+  constructor(
+    private readonly options: {
+      query: Query;
+      workerId: string;
+      logger: Logger;
+      batchWindowMs: number;
+      /** Each written record, with whether this worker still owned its delivery. */
+      onWritten: (record: AttemptRecord, owned: boolean) => void;
+    },
+  ) {
+    this.windowMs = options.batchWindowMs;
+  }
+
+  get pending(): number {
+    return this.unwritten;
+  }
+
+  push(record: AttemptRecord): void {
+    this.unwritten++;
+    this.queue.push(record);
+    this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+  }
+
+  /** Writes what is left without waiting out windows; resolves when all is written or at `deadline` (ms epoch). */
+  async drain(deadline: number): Promise<void> {
+    this.windowMs = 0;
+    while (this.unwritten > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  private async flush(): Promise<void> {
+    let backoffMs = 50;
+    while (this.queue.length > 0) {
+      const remaining = this.lastFlushAt + this.windowMs - performance.now();
+      if (remaining > 0) await sleep(remaining);
+      this.lastFlushAt = performance.now();
+      const batch = this.queue.splice(0, this.queue.length);
+      try {
+        this.written(batch, await recordAttempts(this.options.query, this.options.workerId, batch));
+        backoffMs = 50;
+      } catch (error) {
+        if (isDataError(error)) {
+          await this.writeOneByOne(batch);
+          continue;
+        }
+        // The database is unreachable: keep the results and try again; the claim guard makes a late write harmless.
+        this.queue.unshift(...batch);
+        this.options.logger.error({ err: error, pending: this.queue.length, retryInMs: backoffMs }, "recording failed");
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 5_000);
+      }
+    }
+  }
+
+  /** One bad row must not block a batch: isolate it, log it, and let its lease bring it back. */
+  private async writeOneByOne(batch: AttemptRecord[]): Promise<void> {
+    for (const record of batch) {
+      try {
+        this.written([record], await recordAttempts(this.options.query, this.options.workerId, [record]));
+      } catch (error) {
+        if (!isDataError(error)) {
+          this.queue.unshift(record);
+          continue;
+        }
+        this.options.logger.error({ err: error, deliveryId: record.deliveryId }, "attempt could not be recorded");
+        this.written([record], []);
+      }
+    }
+  }
+
+  private written(batch: AttemptRecord[], ownedIds: string[]): void {
+    const owned = new Set(ownedIds);
+    for (const record of batch) this.options.onWritten(record, owned.has(record.deliveryId));
+    this.unwritten -= batch.length;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity): the row is bad, retrying will not help. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && /^2[23]/.test(code);
+}
