@@ -1,6 +1,6 @@
 /**
- * The SQL audit cookbook: the README shows exactly these texts, and test/audit-cookbook.test.ts
- * runs exactly these texts on seeded data (and checks the README still contains them).
+ * The SQL audit cookbook: docs/sql-audit.md shows exactly these texts, and test/audit-cookbook.test.ts
+ * runs exactly these texts on seeded data (and checks that page still contains them).
  * Parameters are positional; each entry says what they are.
  */
 export interface CookbookQuery {
