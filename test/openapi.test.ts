@@ -1,6 +1,10 @@
+import { execFile, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { createConfig, lintFromString } from "@redocly/openapi-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../src/http/app.js";
@@ -300,6 +304,43 @@ describe("/docs", () => {
       expect(served.equals(readFileSync(`${directory}${name}`)), name).toBe(true);
     }
   });
+
+  const browser = ["chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"].find(
+    (name) => spawnSync("which", [name], { stdio: "ignore" }).status === 0,
+  );
+  it.skipIf(!browser)(
+    `renders every operation in a real browser that can reach nothing but the service${browser ? "" : " (skipped: no Chromium on this machine)"}`,
+    async () => {
+      const directory = mkdtempSync(join(tmpdir(), "docs-browser-"));
+      try {
+        const netLog = join(directory, "net.json");
+        const { stdout: dom } = await promisify(execFile)(
+          browser ?? "",
+          [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            `--user-data-dir=${join(directory, "profile")}`,
+            // Every other host fails to resolve: the page must need nothing from the network.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            `--log-net-log=${netLog}`,
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            `${harness.service.url}/docs`,
+          ],
+          { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+        );
+        const webhookIds = Object.values(document.webhooks ?? {}).flatMap((methods) => Object.values(methods).map((operation) => operation.operationId));
+        for (const id of [...operations.map(({ operation }) => operation.operationId), ...webhookIds]) expect(dom, `${id} on the page`).toContain(id);
+        const requested = new Set([...readFileSync(netLog, "utf8").matchAll(/"url":"([^"]+)"/g)].map((match) => match[1] ?? ""));
+        expect(requested).toContain(`${harness.service.url}/openapi.json`);
+        expect([...requested].filter((url) => !url.startsWith(`${harness.service.url}/`))).toEqual([]);
+      } finally {
+        rmSync(directory, { recursive: true, force: true });
+      }
+    },
+    90_000,
+  );
 
   it("tells the browser to load nothing from elsewhere, and serves no other file", async () => {
     for (const path of ["/docs", "/docs/init.js", "/docs/swagger-ui-bundle.js"]) {
