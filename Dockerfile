@@ -16,20 +16,21 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS production-dependencies
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# --omit=optional leaves out the embedded PostgreSQL's binaries: the image always uses DATABASE_URL.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
+# REQUIRE_DATABASE_URL: without DATABASE_URL the service exits 1 with one line (it has no embedded server).
 ENV NODE_ENV=production \
     PORT=3000 \
     HOST=0.0.0.0 \
-    PGLITE_DIR=/data/pglite
+    REQUIRE_DATABASE_URL=true
 WORKDIR /app
-# Code stays root-owned and read-only to the service; /data is its only writable place (embedded mode).
+# Code stays root-owned and read-only to the service, which writes nowhere.
 COPY package.json ./
 COPY migrations ./migrations
 COPY --from=production-dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-RUN mkdir -p /data && chown 10001:10001 /data
 USER 10001:10001
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

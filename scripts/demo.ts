@@ -1,19 +1,21 @@
 /**
  * `npm run demo`: the whole product in one minute, with no database and no setup.
- * Starts the service on an embedded PGlite database in a temporary directory, two local receivers
+ * Starts the service on the embedded PostgreSQL server in a temporary directory (its own, on a free
+ * port, stopped and removed at the end), two local receivers
  * that verify every signature with the `standardwebhooks` package (one of them fails at first),
  * creates a tenant and four jobs, drives them to completed, partial, failed and (leaving one
  * unfinished past its JOB_TIMEOUT, for the deadline sweeper) TIMEOUT, and prints
  * the delivery audit from SQL. Exits 0 when every webhook arrived signed and recorded, 1 otherwise.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
 import { configWith } from "../src/config.js";
+import { stopEmbeddedPostgres } from "../src/db/embedded.js";
 import { createLogger } from "../src/logger.js";
 import { startService, type RunningService } from "../src/service.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
@@ -125,12 +127,28 @@ function printTable(rows: Array<Record<string, unknown>>): void {
 
 const step = (text: string) => console.log(`\n▸ ${text}`);
 
+/** A port on 127.0.0.1 free a moment ago: the demo's server must not meet the checkout's own (EMBEDDED_PG_PORT). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createTcpServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "webhook-outbox-demo-"));
+  // As root the server runs as the postgres OS user, which must reach the directory (mkdtemp makes it 0700).
+  chmodSync(dataDir, 0o755);
+  const embeddedDir = join(dataDir, "postgres");
   const internalToken = randomBytes(16).toString("hex");
   const config = configWith({
     DATABASE_URL: undefined, // always embedded, whatever the environment says
-    PGLITE_DIR: join(dataDir, "pglite"),
+    EMBEDDED_DATA_DIR: embeddedDir,
+    EMBEDDED_PG_PORT: await freePort(),
     PORT: 0,
     HOST: "127.0.0.1",
     LOG_LEVEL: "warn",
@@ -142,7 +160,7 @@ async function main(): Promise<void> {
     JOB_SWEEP_INTERVAL_MS: 250,
   });
 
-  step(`starting webhook-outbox on an embedded database in ${dataDir} (no DATABASE_URL)`);
+  step(`starting webhook-outbox on an embedded PostgreSQL in ${embeddedDir} (no DATABASE_URL)`);
   let service: RunningService | undefined;
   const receivers: DemoReceiver[] = [];
   try {
@@ -224,10 +242,11 @@ async function main(): Promise<void> {
 
     if (problems.length > 0) throw new Error(`the demo did not go as planned:\n  ${problems.join("\n  ")}`);
     console.log("\n✔ every job's webhook arrived signed, retried where the receiver failed, and is recorded attempt by attempt.");
-    console.log("  Next: `npm start` (embedded, data in ./.data), or DATABASE_URL=postgres://… npm start for a real server.");
+    console.log("  Next: `npm start` (embedded PostgreSQL, data in ./.data/postgres), or DATABASE_URL=postgres://… npm start for your own server.");
   } finally {
     await service?.stop();
     for (const receiver of receivers) await receiver.close();
+    await stopEmbeddedPostgres(embeddedDir);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, type Config } from "./config.js";
-import { DataDirInUseError, openDatabase } from "./db/client.js";
+import { openDatabase, type Database } from "./db/client.js";
+import { checkConnection, DatabaseConnectError } from "./db/connection-error.js";
+import { embeddedInternalToken, embeddedPostgresStatus, EmbeddedPostgresError, stopEmbeddedPostgres } from "./db/embedded.js";
 import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
-import { startService, type ServiceOptions } from "./service.js";
+import { databaseTarget, ListenError, startService, type ServiceOptions } from "./service.js";
 import { AppError } from "./errors.js";
 import { redeliver } from "./outbox/redeliver.js";
 import { createApiKey, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
@@ -25,6 +27,11 @@ const USAGE = `usage: webhook-outbox <command>
   tenant rotate-secret <tenant> [--json]
                                new signing secret; the old ones keep signing for SECRET_ROTATION_OVERLAP
   redeliver <deliveryId>       send a succeeded or failed delivery again (same webhook-id, fresh attempts)
+  database-url                 print the connection string in use (for psql "$(…)"); starts the embedded server if need be
+  embedded status|stop         the embedded PostgreSQL of this checkout (used when DATABASE_URL is unset)
+
+With DATABASE_URL unset, every command uses one embedded PostgreSQL server in EMBEDDED_DATA_DIR,
+started by the first command that needs it and left running; its database is migrated on every use.
 `;
 
 const TENANT_USAGE = `usage: webhook-outbox tenant create <name> [--json]
@@ -48,16 +55,22 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write("migrations applied\n");
       });
     case "serve":
-      return runUntilSignal({ config, api: true, worker: true, migrate: !rest.includes("--no-migrate") });
     case "api":
     case "worker":
-      if (!config.DATABASE_URL) {
-        process.stderr.write(
-          `"${command}" needs DATABASE_URL: the embedded database serves one process, so run \`serve\` (API and worker together) instead\n`,
-        );
-        return 2;
-      }
-      return runUntilSignal({ config, api: command === "api", worker: command === "worker", migrate: false });
+      return runUntilSignal({
+        config,
+        api: command !== "worker",
+        worker: command !== "api",
+        // Nobody else migrates the embedded server's database.
+        migrate: !config.DATABASE_URL || (command === "serve" && !rest.includes("--no-migrate")),
+        requireDatabase: true,
+      });
+    case "database-url":
+      return withDatabase(config, async (_database, url) => {
+        process.stdout.write(`${url}\n`);
+      });
+    case "embedded":
+      return embeddedCommand(config, rest);
     case "tenant":
       return tenantCommand(config, rest);
     case "redeliver":
@@ -153,15 +166,35 @@ async function redeliverCommand(config: Config, args: string[]): Promise<number>
   return code;
 }
 
-async function withDatabase(
-  config: Config,
-  work: (database: Awaited<ReturnType<typeof openDatabase>>) => Promise<void>,
-): Promise<number> {
-  const database = await openDatabase({ databaseUrl: config.DATABASE_URL, pgliteDir: config.PGLITE_DIR });
+async function embeddedCommand(config: Config, args: string[]): Promise<number> {
+  const [sub, ...extra] = args;
+  const status = embeddedPostgresStatus(config.EMBEDDED_DATA_DIR);
+  if (sub === "status" && extra.length === 0) {
+    process.stdout.write(
+      status.running
+        ? `running: pid ${status.running.pid}, 127.0.0.1:${status.running.port}, data in ${status.dataDir}\n`
+        : `not running${status.initialised ? "" : " (not made yet: the first command that needs it makes it)"}; data in ${status.dataDir}\n`,
+    );
+    return 0;
+  }
+  if (sub === "stop" && extra.length === 0) {
+    const stopped = await stopEmbeddedPostgres(config.EMBEDDED_DATA_DIR);
+    process.stdout.write(stopped ? `stopped the embedded PostgreSQL in ${status.dataDir}\n` : `not running (${status.dataDir})\n`);
+    return 0;
+  }
+  process.stderr.write("usage: webhook-outbox embedded status|stop\n");
+  return 2;
+}
+
+/** Runs `work` on the configured database, or the embedded one (started and migrated first). */
+async function withDatabase(config: Config, work: (database: Database, url: string) => Promise<void>): Promise<number> {
+  const { url, embedded } = await databaseTarget(config);
+  const database = await openDatabase({ databaseUrl: url });
   try {
-    // The embedded database needs no setup: a first `tenant create` makes and migrates it.
-    if (database.kind === "pglite") await runMigrations(database);
-    await work(database);
+    await checkConnection(database, url, embedded ? "the embedded PostgreSQL" : "DATABASE_URL");
+    // The embedded server needs no setup: a first `tenant create` makes and migrates it.
+    if (embedded) await runMigrations(database);
+    await work(database, url);
     return 0;
   } finally {
     await database.close();
@@ -169,7 +202,11 @@ async function withDatabase(
 }
 
 async function runUntilSignal(options: Omit<ServiceOptions, "logger">): Promise<number> {
-  const logger = createLogger(options.config.LOG_LEVEL, { secrets: [options.config.INTERNAL_API_TOKEN] });
+  const { config } = options;
+  // The embedded server's development token (startService reads the same file) is a secret too.
+  const developmentToken =
+    options.api && !config.DATABASE_URL && !config.INTERNAL_API_TOKEN ? embeddedInternalToken(config.EMBEDDED_DATA_DIR).token : undefined;
+  const logger = createLogger(config.LOG_LEVEL, { secrets: [config.INTERNAL_API_TOKEN, developmentToken] });
   const service = await startService({ ...options, logger });
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", () => resolve());
@@ -186,7 +223,9 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     // One line per bad variable, naming it; no stack: nothing is wrong with the code.
     if (error instanceof ConfigError) process.stderr.write(error.problems.map((problem) => `configuration error: ${problem}\n`).join(""));
-    else if (error instanceof DataDirInUseError) process.stderr.write(`${error.message}\n`);
+    // One line that says what to do: a database that does not answer, a port taken, no embedded server.
+    else if (error instanceof DatabaseConnectError || error instanceof ListenError || error instanceof EmbeddedPostgresError)
+      process.stderr.write(`${error.message}\n`);
     else if (error instanceof AppError) process.stderr.write(`${error.code}: ${error.message}\n`);
     else process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

@@ -56,13 +56,29 @@ const optionalPositiveInteger = z
     return parsed;
   });
 
+/** A postgres:// (or postgresql://) connection string, or unset. */
+const databaseUrl = optionalText.refine(
+  (value) => value === undefined || isPostgresUrl(value),
+  "is not a postgres:// URL: expected postgres://user:password@host:5432/dbname",
+);
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    return ["postgres:", "postgresql:"].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Every environment variable the service reads, with its default.
  * docs/configuration.md lists every one with its default; test/config.test.ts checks it against this object.
  */
 export const configSchema = z.object({
-  DATABASE_URL: optionalText,
-  PGLITE_DIR: z.string().default("./.data/pglite"),
+  DATABASE_URL: databaseUrl,
+  REQUIRE_DATABASE_URL: boolean,
+  EMBEDDED_DATA_DIR: z.string().min(1).default("./.data/postgres"),
+  EMBEDDED_PG_PORT: integer(54329, 1, 65535),
   PORT: integer(3000, 0, 65535),
   HOST: z.string().default("0.0.0.0"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -119,6 +135,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         return `${name}: ${issue.message} (got ${shown})`;
       }),
     );
+  }
+  if (result.data.REQUIRE_DATABASE_URL && !result.data.DATABASE_URL) {
+    throw new ConfigError([
+      "DATABASE_URL: not set, and REQUIRE_DATABASE_URL=true (as in the container image, which has no embedded PostgreSQL): " +
+        "set DATABASE_URL=postgres://user:password@host:5432/dbname",
+    ]);
   }
   return result.data;
 }

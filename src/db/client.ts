@@ -1,9 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import pg from "pg";
 import * as schema from "./schema.js";
 
@@ -11,16 +7,15 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 export type Unlisten = () => Promise<void>;
 
-/** Raw SQL: the text, its parameters, and a statement name to prepare it under (ignored by PGlite). */
+/** Raw SQL: the text, its parameters, and a statement name to prepare it under. */
 export type Query = <Row>(text: string, params?: unknown[], name?: string) => Promise<Row[]>;
 
 /**
- * One handle over either a Postgres server (pg pool) or an embedded PGlite database.
- * `db` is drizzle for ordinary queries; `query` runs the hand-written hot-path SQL
- * (named prepared statements on a server) so the same SQL text runs on both.
+ * One handle over a Postgres server (a pg pool): the configured one, or the embedded one
+ * (src/db/embedded.ts). `db` is drizzle for ordinary queries; `query` runs the hand-written
+ * hot-path SQL as named prepared statements.
  */
 export interface Database {
-  readonly kind: "postgres" | "pglite";
   readonly db: Db;
   /** Free-standing (it uses no `this`), so it may be handed on as a `Query`, as a transaction's is. */
   readonly query: Query;
@@ -38,14 +33,15 @@ export interface Database {
 }
 
 export interface DatabaseOptions {
+  /** Required; optional in the type only so that callers may pass an environment variable through. */
   databaseUrl?: string | undefined;
-  pgliteDir?: string;
   poolSize?: number;
   onError?: (error: Error) => void;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.pgliteDir ?? "./.data/pglite");
+  if (!options.databaseUrl) throw new Error("openDatabase needs a databaseUrl (the embedded server's comes from startEmbeddedPostgres)");
+  return openPostgres(options.databaseUrl, options);
 }
 
 function openPostgres(url: string, options: DatabaseOptions): Database {
@@ -64,7 +60,6 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   pool.on("connect", (client) => client.on("error", (error) => options.onError?.(error)));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
-    kind: "postgres",
     db,
     query: async <Row>(text: string, params: unknown[] = [], name?: string) => {
       const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
@@ -171,107 +166,4 @@ async function listenPostgres(
       await current.end().catch(() => undefined);
     }
   };
-}
-
-async function openPglite(dataDir: string): Promise<Database> {
-  mkdirSync(dataDir, { recursive: true });
-  const releaseLock = lockDataDir(dataDir);
-  let client: PGlite;
-  try {
-    client = await PGlite.create(dataDir);
-  } catch (error) {
-    releaseLock();
-    throw error;
-  }
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
-  return {
-    kind: "pglite",
-    db,
-    query: async <Row>(text: string, params: unknown[] = []) => {
-      const result = await client.query<Row>(text, params);
-      return result.rows;
-    },
-    transaction<T>(work: (query: Query) => Promise<T>): Promise<T> {
-      return client.transaction((tx) =>
-        work(async <Row>(text: string, params: unknown[] = []) => (await tx.query<Row>(text, params)).rows),
-      );
-    },
-    transactionDb<T>(work: (tx: Db) => Promise<T>): Promise<T> {
-      // eslint-disable-next-line no-restricted-syntax -- PGlite is one in-process connection: nothing to leak
-      return db.transaction((tx) => work(tx as unknown as Db));
-    },
-    async listen(channel, onNotify) {
-      const unsubscribe = await client.listen(channel, () => onNotify());
-      return async () => unsubscribe();
-    },
-    async close() {
-      await client.close();
-      releaseLock();
-    },
-  };
-}
-
-export class DataDirInUseError extends Error {
-  constructor(dataDir: string, pid: number) {
-    super(
-      `the embedded database in ${resolve(dataDir)} is open in process ${pid}: PGlite allows one process at a time. ` +
-        "Stop that process first, or set DATABASE_URL to use a Postgres server.",
-    );
-    this.name = "DataDirInUseError";
-  }
-}
-
-/**
- * PGlite does not guard its directory; two processes writing one data directory would corrupt it.
- * A pid file does: a live owner refuses the open, a dead one's file is taken over.
- */
-function lockDataDir(dataDir: string): () => void {
-  const lockFile = join(dataDir, "webhook-outbox.pid");
-  const key = resolve(dataDir);
-  for (;;) {
-    try {
-      writeFileSync(lockFile, String(process.pid), { flag: "wx" });
-      openedHere.add(key);
-      return () => {
-        openedHere.delete(key);
-        rmSync(lockFile, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    }
-    const owner = Number(readFileSync(lockFile, "utf8").trim());
-    // Our own pid in the file is a previous life's (a restarted container is pid 1 again) unless we hold it.
-    const held = owner === process.pid ? openedHere.has(key) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
-    if (held) throw new DataDirInUseError(dataDir, owner);
-    rmSync(lockFile, { force: true });
-  }
-}
-
-/** Data directories this process has open. */
-const openedHere = new Set<string>();
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** Whether a NOTIFY reaches this handle's LISTEN within `timeoutMs`. */
-export async function probeNotifications(database: Database, timeoutMs = 1_000): Promise<boolean> {
-  const channel = "webhook_outbox_probe";
-  let heard: () => void = () => undefined;
-  const arrived = new Promise<boolean>((resolve) => {
-    heard = () => resolve(true);
-    setTimeout(() => resolve(false), timeoutMs).unref();
-  });
-  const unlisten = await database.listen(channel, () => heard());
-  try {
-    await database.query(`select pg_notify('${channel}', '')`);
-    return await arrived;
-  } finally {
-    await unlisten();
-  }
 }

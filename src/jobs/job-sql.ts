@@ -20,10 +20,10 @@ interface JobRecord {
   prompt: string;
   status: JobStatus;
   webhook_url: string | null;
-  created_at: Date | string;
-  updated_at: Date | string;
-  completed_at: Date | string | null;
-  deadline_at: Date | string;
+  created_at: Date;
+  updated_at: Date;
+  completed_at: Date | null;
+  deadline_at: Date;
 }
 
 interface ProjectRecord {
@@ -32,15 +32,14 @@ interface ProjectRecord {
   index: number;
   status: ProjectStatus;
   video_url: string | null;
-  seed: string | number | bigint | null;
+  /** bigint: pg returns int8 as text. */
+  seed: string | null;
   error_code: string | null;
   error_message: string | null;
-  updated_at: Date | string;
+  updated_at: Date;
 }
 
 const prefixed = (alias: string, columns: string) => columns.replace(/(^|, )/g, `$1${alias}`);
-
-const toDate = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
 
 function toJob(row: JobRecord): JobRow {
   return {
@@ -50,10 +49,10 @@ function toJob(row: JobRecord): JobRow {
     prompt: row.prompt,
     status: row.status,
     webhookUrl: row.webhook_url,
-    createdAt: toDate(row.created_at),
-    updatedAt: toDate(row.updated_at),
-    completedAt: row.completed_at === null ? null : toDate(row.completed_at),
-    deadlineAt: toDate(row.deadline_at),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    deadlineAt: row.deadline_at,
   };
 }
 
@@ -67,7 +66,7 @@ function toProject(row: ProjectRecord): ProjectRow {
     seed: row.seed === null ? null : Number(row.seed),
     errorCode: row.error_code,
     errorMessage: row.error_message,
-    updatedAt: toDate(row.updated_at),
+    updatedAt: row.updated_at,
   };
 }
 
@@ -109,15 +108,15 @@ export interface JobState {
 
 interface JobStateRecord extends JobRecord {
   version: string;
-  read_at: Date | string;
+  read_at: Date;
   p_id: string | null;
   p_index: number | null;
   p_status: ProjectStatus | null;
   p_video_url: string | null;
-  p_seed: string | number | bigint | null;
+  p_seed: string | null;
   p_error_code: string | null;
   p_error_message: string | null;
-  p_updated_at: Date | string | null;
+  p_updated_at: Date | null;
 }
 
 /** One snapshot of several jobs and their projects, without a lock: each write that follows checks `version`. */
@@ -136,7 +135,7 @@ export async function readJobStates(query: Query, jobIds: string[]): Promise<Map
   for (const row of rows) {
     let state = states.get(row.id);
     if (!state) {
-      state = { job: toJob(row), projects: [], version: row.version, now: toDate(row.read_at) };
+      state = { job: toJob(row), projects: [], version: row.version, now: row.read_at };
       states.set(row.id, state);
     }
     if (row.p_id === null) continue;
@@ -150,7 +149,7 @@ export async function readJobStates(query: Query, jobIds: string[]): Promise<Map
         seed: row.p_seed,
         error_code: row.p_error_code,
         error_message: row.p_error_message,
-        updated_at: row.p_updated_at as Date | string,
+        updated_at: row.p_updated_at as Date,
       }),
     );
   }
