@@ -1,3 +1,4 @@
+import type { ServerOptions } from "node:http";
 import { relative } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
@@ -10,6 +11,7 @@ import type { Resolver } from "./delivery/address-policy.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
+import { httpServerOptions } from "./http/server-options.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
@@ -140,7 +142,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         webhookHeaderPrefix: config.WEBHOOK_HEADER_PREFIX,
       });
       if (!internalToken.token) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
-      parts.server = await listen(app.fetch, config.PORT, config.HOST);
+      const timeouts = {
+        headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+        requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+        keepAliveTimeoutMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      };
+      parts.server = await listen(app.fetch, config.PORT, config.HOST, httpServerOptions(timeouts));
       const address = parts.server.address();
       const port = typeof address === "object" && address ? address.port : config.PORT;
       url = `http://127.0.0.1:${port}`;
@@ -185,9 +192,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 }
 
 /** Listens on `port`; a port that cannot be bound is a ListenError naming it, not an unhandled 'error' event. */
-function listen(fetch: Parameters<typeof serve>[0]["fetch"], port: number, hostname: string): Promise<ServerType> {
+function listen(
+  fetch: Parameters<typeof serve>[0]["fetch"],
+  port: number,
+  hostname: string,
+  serverOptions: ServerOptions,
+): Promise<ServerType> {
   return new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch, port, hostname }, () => {
+    const server = serve({ fetch, port, hostname, serverOptions }, () => {
       server.off("error", failed);
       resolve(server);
     });

@@ -1,4 +1,5 @@
-import { Agent } from "undici";
+import type { Socket } from "node:net";
+import { Agent, buildConnector } from "undici";
 import type { ErrorKind } from "../db/schema.js";
 import { parseRetryAfter, type AttemptResult } from "./outcome.js";
 import { pinnedLookup } from "./pinned-lookup.js";
@@ -17,6 +18,20 @@ export interface OutgoingRequest {
 
 export const RESPONSE_READ_CAP_BYTES = 64 * 1024;
 export const RESPONSE_EXCERPT_BYTES = 1024;
+/**
+ * Bytes of response header names and values read at most (undici's `maxHeaderSize`); past them
+ * the attempt fails. Every field costs at least a byte, so it also bounds how many fields are parsed
+ * before the count cap below can refuse them: 10,000 fields are never parsed.
+ */
+export const MAX_RESPONSE_HEADER_BYTES = 8 * 1024;
+/** Response header fields accepted at most; a receiver's answer has a few dozen. */
+export const MAX_RESPONSE_HEADER_COUNT = 256;
+/**
+ * Bytes handed to undici's parser per socket read. Past the header cap undici destroys the socket
+ * but parses the rest of the bytes it was handed, building an error per header: at 10,000 headers
+ * in one read that cost ~65 ms of the main thread per response. Short reads stop it within this.
+ */
+export const PARSER_READ_BYTES = 1024;
 const USER_AGENT = "webhook-outbox/0.1";
 
 /**
@@ -60,6 +75,7 @@ export class HttpSender {
       body: outgoing.body,
       timeoutMs: outgoing.timeoutMs,
       readCapBytes: RESPONSE_READ_CAP_BYTES,
+      maxHeaderCount: MAX_RESPONSE_HEADER_COUNT,
       signal: outgoing.signal,
     });
     switch (outcome.kind) {
@@ -71,6 +87,14 @@ export class HttpSender {
           retryAfterMs: parseRetryAfter(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, Date.now()),
           error: null,
         });
+      }
+      case "headers-over-cap": {
+        // Retried like any bad answer: the receiver may be fixed by the next attempt.
+        const message =
+          outcome.over === "bytes"
+            ? `response headers larger than ${MAX_RESPONSE_HEADER_BYTES} bytes`
+            : `more than ${MAX_RESPONSE_HEADER_COUNT} response header fields`;
+        return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message } });
       }
       case "aborted":
         return finish({ responseStatus: null, responseBodyExcerpt: null, error: { kind: "other", message: "aborted" } });
@@ -115,8 +139,14 @@ export class HttpSender {
   private agentFor(connectTimeoutMs: number): Agent {
     let agent = this.agents.get(connectTimeoutMs);
     if (!agent) {
+      const connect = buildConnector({ timeout: connectTimeoutMs, lookup: this.lookup });
       agent = new Agent({
-        connect: { timeout: connectTimeoutMs, lookup: this.lookup },
+        connect: (options, callback) =>
+          connect(options, (...args) => {
+            if (args[1]) readInShortChunks(args[1]);
+            callback(...args);
+          }),
+        maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,
       });
@@ -124,6 +154,20 @@ export class HttpSender {
     }
     return agent;
   }
+}
+
+/**
+ * undici reads a socket with `read()`, which hands over everything buffered (64 KiB and more).
+ * This socket's `read()` hands over at most PARSER_READ_BYTES, and nothing once it is destroyed,
+ * so a parse that destroyed it (header overflow) ends within PARSER_READ_BYTES.
+ */
+function readInShortChunks(socket: Socket): void {
+  const read = socket.read.bind(socket);
+  socket.read = (size?: number): unknown => {
+    if (socket.destroyed) return null;
+    if (size === undefined && socket.readableLength > PARSER_READ_BYTES) return read(PARSER_READ_BYTES);
+    return read(size);
+  };
 }
 
 function blocked(error: UrlRejectedError): Omit<AttemptResult, "startedAt" | "finishedAt" | "durationMs"> {

@@ -19,11 +19,15 @@ export interface PostInput {
   timeoutMs: number;
   /** Bytes of the answer read at most; past them the connection is dropped. */
   readCapBytes: number;
+  /** Header fields of the answer accepted at most (a repeated name counts each time); unset: no count cap. */
+  maxHeaderCount?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
 export type PostOutcome =
   | { kind: "answered"; status: number; headers: IncomingHttpHeaders; body: Buffer }
+  /** More header bytes than the dispatcher's `maxHeaderSize`, or more fields than `maxHeaderCount`. */
+  | { kind: "headers-over-cap"; over: "bytes" | "count" }
   | { kind: "failed"; error: Error }
   | { kind: "timed-out" }
   | { kind: "aborted" };
@@ -68,6 +72,9 @@ export function postOnce(dispatcher: Dispatcher, input: PostInput): Promise<Post
           if (settled) started.abort(new Error("attempt ended"));
         },
         onResponseStart(_controller, statusCode, responseHeaders) {
+          if (input.maxHeaderCount !== undefined && headerCount(responseHeaders) > input.maxHeaderCount) {
+            return stop({ kind: "headers-over-cap", over: "count" });
+          }
           // 1xx answers are informational; the final status follows.
           if (statusCode < 200) return;
           status = statusCode;
@@ -86,9 +93,19 @@ export function postOnce(dispatcher: Dispatcher, input: PostInput): Promise<Post
           answered();
         },
         onResponseError(_controller, error) {
-          settle({ kind: "failed", error });
+          const overflow = (error as { code?: unknown }).code === "UND_ERR_HEADERS_OVERFLOW";
+          settle(overflow ? { kind: "headers-over-cap", over: "bytes" } : { kind: "failed", error });
         },
       },
     );
   });
+}
+
+function headerCount(headers: IncomingHttpHeaders): number {
+  let count = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    count += Array.isArray(value) ? value.length : 1;
+  }
+  return count;
 }
