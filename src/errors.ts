@@ -14,3 +14,14 @@ export class AppError extends Error {
 }
 
 export const notFound = (what: string) => new AppError(404, `${what.toUpperCase()}_NOT_FOUND`, `${what} not found`);
+
+/**
+ * A write made with an API key that, when its statement ran, was revoked, unknown or another
+ * tenant's: nothing was written. The HTTP layer answers it as 401.
+ */
+export class ApiKeyRejectedError extends Error {
+  constructor() {
+    super("invalid or revoked API key");
+    this.name = "ApiKeyRejectedError";
+  }
+}

@@ -62,8 +62,10 @@ export function createApp(deps: AppDependencies) {
 
   for (const prefix of ["/api/*", "/v1/*", "/internal/*"]) app.use(prefix, limitBody, jsonBodiesOnly);
   const limitRate = rateLimit({ database: deps.database, requestsPerMinute: deps.apiRateLimit });
-  app.use("/api/*", apiKeyAuth(deps.database), limitRate);
-  app.use("/v1/*", apiKeyAuth(deps.database), limitRate);
+  // One instance, so both surfaces share its cache of keys seen valid.
+  const authenticate = apiKeyAuth(deps.database);
+  app.use("/api/*", authenticate, limitRate);
+  app.use("/v1/*", authenticate, limitRate);
   app.use("/internal/*", internalAuth(deps.internalApiToken));
 
   app.route("/", healthRoutes(deps.database));

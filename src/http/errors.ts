@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import type { ZodError } from "zod";
 import { isDatabaseUnavailable } from "../db/errors.js";
-import { AppError } from "../errors.js";
+import { ApiKeyRejectedError, AppError } from "../errors.js";
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -35,6 +35,7 @@ export function validationHook(
 export function errorHandler(logger: Logger) {
   return (error: Error, c: Context): Response => {
     if (error instanceof AppError) return sendError(c, error.status, error.code, error.message);
+    if (error instanceof ApiKeyRejectedError) return sendError(c, 401, "UNAUTHORIZED", error.message);
     if (error instanceof HTTPException) {
       if (error.message.startsWith("Malformed JSON")) return sendError(c, 400, "INVALID_JSON", "the body is not valid JSON");
       const status = error.status as ContentfulStatusCode;

@@ -1,12 +1,13 @@
-import { and, desc, eq, gte, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, gte, lt, or } from "drizzle-orm";
 import type { Database, Query } from "../db/client.js";
-import { jobProjects, jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
+import { jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
 import { AppError, notFound } from "../errors.js";
 import { enqueueDelivery, type NewDelivery } from "../outbox/enqueue.js";
 import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
+import { JobCreates } from "./job-creates.js";
 import * as jobSql from "./job-sql.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { toProjectSnapshot, toView, type JobView } from "./job-view.js";
@@ -26,6 +27,8 @@ export interface JobServiceOptions {
   notifier?: OutboxNotifier;
   /** Report statements in flight at once; reports arriving while all are busy share the next. Default 2. */
   reportConcurrency?: number;
+  /** Create statements in flight at once; creates arriving while all are busy share the next. Default 2. */
+  createConcurrency?: number;
 }
 
 export interface NewJob {
@@ -35,6 +38,12 @@ export interface NewJob {
   projectCount: number;
   webhookUrl?: string | undefined;
   seed?: number | undefined;
+  /**
+   * sha256 of the API key the request presented. The job is written only if that key belongs to
+   * `tenantId` and is unrevoked when the create's statement runs; otherwise nothing is written and
+   * `create` rejects with ApiKeyRejectedError. Left out by trusted callers (no key to check).
+   */
+  apiKeyHash?: string | undefined;
 }
 
 export interface JobListQuery {
@@ -53,8 +62,15 @@ export class JobService {
 
   private readonly reports: ProjectReports;
 
+  private readonly creates: JobCreates;
+
   constructor(private readonly options: JobServiceOptions) {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
+    this.creates = new JobCreates({
+      query: options.database.query,
+      concurrency: options.createConcurrency ?? 2,
+      jobTimeoutMs: options.jobTimeoutMs,
+    });
     this.reports = new ProjectReports({
       database: options.database,
       concurrency: options.reportConcurrency ?? 2,
@@ -62,31 +78,17 @@ export class JobService {
     });
   }
 
+  /** One statement (`job-creates.ts`), shared with the creates that queue behind the busy ones. */
   async create(input: NewJob): Promise<JobView> {
     if (input.webhookUrl !== undefined) await this.vetWebhookUrl(input.webhookUrl);
-    return this.options.database.transactionDb(async (tx) => {
-      const [job] = await tx
-        .insert(jobs)
-        .values({
-          tenantId: input.tenantId,
-          apiFlavor: input.apiFlavor,
-          prompt: input.prompt,
-          webhookUrl: input.webhookUrl ?? null,
-          deadlineAt: sql`now() + ${this.options.jobTimeoutMs} * interval '1 millisecond'`,
-        })
-        .returning();
-      if (!job) throw new Error("job insert returned no row");
-      const projects = await tx
-        .insert(jobProjects)
-        .values(
-          Array.from({ length: input.projectCount }, (_, index) => ({
-            jobId: job.id,
-            index,
-            seed: input.seed ?? null,
-          })),
-        )
-        .returning();
-      return toView(job, projects);
+    return this.creates.create({
+      tenantId: input.tenantId,
+      apiKeyHash: input.apiKeyHash ?? null,
+      apiFlavor: input.apiFlavor,
+      prompt: input.prompt,
+      webhookUrl: input.webhookUrl ?? null,
+      projectCount: input.projectCount,
+      seed: input.seed ?? null,
     });
   }
 

@@ -265,3 +265,104 @@ export async function setJobStatus(query: Query, jobId: string, status: JobStatu
   if (!row) throw new Error(`job ${jobId} vanished inside its own transaction`);
   return toJob(row);
 }
+
+export interface JobInsert {
+  tenantId: string;
+  /** sha256 of the API key the request presented; null: a trusted caller, no key to check. */
+  apiKeyHash: string | null;
+  apiFlavor: JobRow["apiFlavor"];
+  prompt: string;
+  webhookUrl: string | null;
+  projectCount: number;
+  seed: number | null;
+}
+
+// Many jobs and their projects in one statement (one commit). Each job is written only if the key
+// its request presented still belongs to its tenant and is unrevoked. FOR SHARE makes that check
+// hold until the commit: a revocation (an UPDATE of the key row) that comes later waits for this
+// statement's commit, and one that committed first leaves the re-checked row revoked, so that job
+// is refused. No job is ever written with a key after the commit of its revocation.
+const INSERT_JOBS_SQL = `
+with input as (
+  select *
+  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
+    with ordinality as i(tenant_id, key_hash, api_flavor, prompt, webhook_url, project_count, seed, ord)
+), key as materialized (
+  select key_hash, tenant_id from api_keys
+  where key_hash = any($2::text[]) and revoked_at is null
+  for share
+), admitted as materialized (
+  select gen_random_uuid() as id, i.*
+  from input i
+  where i.key_hash is null
+     or exists (select from key k where k.key_hash = i.key_hash and k.tenant_id = i.tenant_id)
+), job as (
+  insert into jobs (id, tenant_id, api_flavor, prompt, webhook_url, deadline_at)
+  select id, tenant_id, api_flavor, prompt, webhook_url, now() + $8::float8 * interval '1 millisecond'
+  from admitted
+  order by ord
+  returning ${JOB_COLUMNS}
+), project as (
+  insert into job_projects (job_id, index, seed)
+  select a.id, g.index, a.seed
+  from job j join admitted a on a.id = j.id cross join lateral generate_series(0, a.project_count - 1) as g(index)
+  order by a.ord, g.index
+  returning ${PROJECT_COLUMNS}
+)
+select i.ord, ${prefixed("j.", JOB_COLUMNS)},
+       p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
+       p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
+from input i
+left join admitted a on a.ord = i.ord
+left join job j on j.id = a.id
+left join project p on p.job_id = j.id
+order by i.ord, p.index`;
+
+/** One project of an inserted job, or one refused job: then `id` and every other column is null. */
+type InsertedJobRecord = Omit<JobStateRecord, "id" | "version" | "read_at"> & { ord: string; id: string | null };
+
+/** A job as inserted with its projects, or undefined where its key was refused (nothing of it was written). */
+export type InsertedJob = { job: JobRow; projects: ProjectRow[] } | undefined;
+
+/**
+ * Inserts jobs (each with its `projectCount` queued projects, deadline `timeoutMs` from now) in one
+ * statement: the results in the order of `inserts`.
+ */
+export async function insertJobs(query: Query, inserts: JobInsert[], timeoutMs: number): Promise<InsertedJob[]> {
+  const column = <T>(pick: (insert: JobInsert) => T) => inserts.map(pick);
+  const rows = await query<InsertedJobRecord>(
+    INSERT_JOBS_SQL,
+    [
+      column((i) => i.tenantId),
+      column((i) => i.apiKeyHash),
+      column((i) => i.apiFlavor),
+      column((i) => i.prompt),
+      column((i) => i.webhookUrl),
+      column((i) => i.projectCount),
+      column((i) => i.seed),
+      timeoutMs,
+    ],
+    "job_insert",
+  );
+  const inserted: InsertedJob[] = inserts.map(() => undefined);
+  for (const row of rows) {
+    if (row.id === null) continue;
+    const at = Number(row.ord) - 1;
+    const created = (inserted[at] ??= { job: toJob({ ...row, id: row.id }), projects: [] });
+    if (row.p_id === null) continue;
+    created.projects.push(
+      toProject({
+        id: row.p_id,
+        job_id: row.id,
+        index: row.p_index as number,
+        status: row.p_status as ProjectStatus,
+        video_url: row.p_video_url,
+        seed: row.p_seed,
+        error_code: row.p_error_code,
+        error_message: row.p_error_message,
+        updated_at: row.p_updated_at as Date,
+      }),
+    );
+  }
+  return inserted;
+}

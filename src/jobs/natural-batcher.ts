@@ -3,7 +3,7 @@
  * they are all running waits, and the waiting items leave together as one batch when a slot frees.
  * So a lone item runs at once, and under load each round trip carries everything that queued
  * behind the one before it. Items with the same key never share a batch, nor run while another
- * item with that key is running: they wait for it.
+ * item with that key is running: they wait for it. Without `key`, no two items conflict.
  */
 export class NaturalBatcher<T> {
   private waiting: T[] = [];
@@ -14,7 +14,7 @@ export class NaturalBatcher<T> {
     private readonly options: {
       concurrency: number;
       maxBatch: number;
-      key: (item: T) => string;
+      key?: (item: T) => string;
       /** Must settle every item itself; a rejection here is a bug and is passed to `onCrash`. */
       run: (batch: T[]) => Promise<void>;
       onCrash: (error: unknown, batch: T[]) => void;
@@ -44,11 +44,13 @@ export class NaturalBatcher<T> {
 
   /** The oldest waiting items whose keys are free, one per key, up to `maxBatch`; their keys are running from here on. */
   private takeBatch(): { batch: T[]; keys: string[] } {
+    const keyOf = this.options.key;
+    if (!keyOf) return { batch: this.waiting.splice(0, this.options.maxBatch), keys: [] };
     const batch: T[] = [];
     const keys: string[] = [];
     const left: T[] = [];
     for (const item of this.waiting) {
-      const key = this.options.key(item);
+      const key = keyOf(item);
       if (batch.length < this.options.maxBatch && !this.runningKeys.has(key)) {
         this.runningKeys.add(key);
         keys.push(key);

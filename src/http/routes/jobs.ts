@@ -53,6 +53,7 @@ export function jobRoutes(jobService: JobService) {
     const body = c.req.valid("json");
     const job = await jobService.create({
       tenantId: c.get("tenantId"),
+      apiKeyHash: c.get("apiKeyHash"),
       apiFlavor: "nouvel",
       prompt: body.prompt,
       projectCount: body.projectCount,

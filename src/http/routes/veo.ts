@@ -73,6 +73,7 @@ export function veoRoutes(jobService: JobService) {
     const body = c.req.valid("json");
     const job = await jobService.create({
       tenantId: c.get("tenantId"),
+      apiKeyHash: c.get("apiKeyHash"),
       apiFlavor: "veo3",
       prompt: body.prompt,
       projectCount: 1,
