@@ -3,7 +3,8 @@
 #   1. makes a local base image from this machine's Node (node, npm, a shell, their libraries);
 #   2. builds the Dockerfile on it with podman --isolation=chroot (NODE_IMAGE build argument);
 #   3. mounts the built image's filesystem and runs, from the image's own config (Env, WorkingDir, User),
-#      the migrate step and then its CMD against the local PostgreSQL, until /readyz answers 200;
+#      its CMD without DATABASE_URL (one line, exit 1: the image has no embedded server), then the
+#      migrate step and its CMD against the local PostgreSQL, until /readyz answers 200;
 #      then its HEALTHCHECK command, then SIGTERM and a clean exit.
 # Slow (a full npm ci inside the build); not part of CI. Needs root. Usage: bash scripts/verify-image.sh
 set -euo pipefail
@@ -100,7 +101,15 @@ database_url="${PG_ADMIN_URL%/*}/$DB_NAME"
 in_image=(chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}"
   DATABASE_URL="$database_url" PORT="$PORT" HOST=127.0.0.1 INTERNAL_API_TOKEN=verify
   /bin/sh -c 'cd "$0" && exec "$@"' "$workdir")
+# The same without DATABASE_URL, as a `docker run` that forgot it.
+no_database=(chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}" PORT="$PORT" HOST=127.0.0.1
+  /bin/sh -c 'cd "$0" && exec "$@"' "$workdir")
 readyz() { node -e 'fetch(process.argv[1]).then(async (r) => { console.log(r.status, await r.text()); process.exit(r.status === 200 ? 0 : 1) }, (e) => { console.log(e.cause?.code ?? e.message); process.exit(1) })' "http://127.0.0.1:$PORT/readyz"; }
+
+code=0; "${no_database[@]}" "${cmd[@]}" >"$work/serve-no-database.log" 2>&1 || code=$?
+echo "without DATABASE_URL: exit $code: $(cat "$work/serve-no-database.log")"
+[ "$code" = 1 ] && [ "$(wc -l <"$work/serve-no-database.log")" = 1 ] && grep -q REQUIRE_DATABASE_URL "$work/serve-no-database.log" ||
+  { echo "expected exit 1 and one line naming DATABASE_URL"; exit 1; }
 
 "${in_image[@]}" "${cmd[@]}" >"$work/serve-unmigrated.log" 2>&1 &
 server_pid=$!
