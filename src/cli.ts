@@ -207,11 +207,14 @@ async function runUntilSignal(options: Omit<ServiceOptions, "logger">): Promise<
   const developmentToken =
     options.api && !config.DATABASE_URL && !config.INTERNAL_API_TOKEN ? embeddedInternalToken(config.EMBEDDED_DATA_DIR).token : undefined;
   const logger = createLogger(config.LOG_LEVEL, { secrets: [config.INTERNAL_API_TOKEN, developmentToken] });
-  const service = await startService({ ...options, logger });
-  await new Promise<void>((resolve) => {
+  // Listening for the signal before the start: a SIGTERM that arrives while the service starts (it
+  // logs "API listening" before startService returns) still means a clean stop, never a kill.
+  const signalled = new Promise<void>((resolve) => {
     process.once("SIGTERM", () => resolve());
     process.once("SIGINT", () => resolve());
   });
+  const service = await startService({ ...options, logger });
+  await signalled;
   logger.info("shutting down: no new claims; finishing attempts in flight");
   await service.stop();
   logger.info("stopped");
