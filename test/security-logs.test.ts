@@ -182,7 +182,7 @@ describe("a running service, handed the internal token and customers' data in od
     expectNoneOf(log.text, [INTERNAL_TOKEN, encodeURIComponent(INTERNAL_TOKEN)]);
   });
 
-  it("logs a failed insert's SQLSTATE and query, never the prompt or the webhook URL's token", async () => {
+  it("logs a failed insert's SQLSTATE and message, never the prompt or the webhook URL's token", async () => {
     // The insert fails inside Postgres, quoting the row's values in its detail.
     await testDb.database.query(`
       create function refuse_job() returns trigger language plpgsql as $$
@@ -198,7 +198,7 @@ describe("a running service, handed the internal token and customers' data in od
     const failure = log.lines.find((line) => line.includes("unhandled error"));
     expect(failure).toBeDefined();
     expect(failure).toContain('"code":"P0001"');
-    expect(failure).toContain("Failed query: insert into");
+    expect(failure).toContain('"message":"refused"');
     expectNoneOf(log.text, [prompt, urlToken]);
   });
 });
