@@ -18,6 +18,7 @@ import { combinedCeiling, ratio } from "./lib/stats.js";
 import { runGraphileWorker, runPgBoss, type BaselineResult } from "./scenarios/baselines.js";
 import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ceilings.js";
 import { runClaim, type ClaimResult } from "./scenarios/claim.js";
+import { runDestinations, DESTINATION_HOSTS, HANGING_HOSTS, type DestinationsResult } from "./scenarios/destinations.js";
 import { runDrain, type DrainResult } from "./scenarios/drain.js";
 import { runLatency, type LatencyResult } from "./scenarios/latency.js";
 
@@ -52,6 +53,9 @@ interface Results {
   http?: CeilingResult;
   db?: CeilingResult;
   drains: DrainResult[];
+  /** The one-destination drain with the per-destination cap lifted. */
+  uncapped?: DrainResult;
+  destinations: DestinationsResult[];
   latencies: LatencyResult[];
   baselines: BaselineResult[];
   claim: ClaimResult[];
@@ -59,7 +63,7 @@ interface Results {
 }
 
 async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promise<Results> {
-  const results: Results = { drains: [], latencies: [], baselines: [], claim: [], errors: [] };
+  const results: Results = { drains: [], destinations: [], latencies: [], baselines: [], claim: [], errors: [] };
   const attempt = async (scenario: string, work: () => Promise<void>) => {
     log(`${scenario}: start`);
     try {
@@ -76,6 +80,25 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
   if (wants(settings, "drain")) {
     for (const workers of settings.workerCounts) {
       await attempt(`drain, ${workers} worker process(es)`, async () => void results.drains.push(await runDrain(settings, receiver, workers)));
+    }
+  }
+  if (wants(settings, "uncapped")) {
+    await attempt("drain, cap lifted", async () => {
+      results.uncapped = await runDrain(settings, receiver, 1, "one destination, cap lifted", { DESTINATION_CONCURRENCY: "10000" });
+    });
+  }
+  if (wants(settings, "destinations")) {
+    const many = await ReceiverProcess.start({ hosts: DESTINATION_HOSTS, hang: HANGING_HOSTS });
+    try {
+      const answering = DESTINATION_HOSTS.filter((host) => !HANGING_HOSTS.includes(host));
+      await attempt("200 destinations, 5 hanging", async () => {
+        results.destinations.push(await runDestinations(settings, many, "200 destinations, 5 hanging", DESTINATION_HOSTS, HANGING_HOSTS));
+      });
+      await attempt("195 destinations, none hanging", async () => {
+        results.destinations.push(await runDestinations(settings, many, "the 195 answering ones alone", answering, []));
+      });
+    } finally {
+      await many.stop();
     }
   }
   if (wants(settings, "latency")) {
@@ -115,11 +138,35 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   if (results.http) rows.push(throughputRow("HTTP-only ceiling (no database)", results.http.perSecond, ours, `${results.http.parallelism} in flight, undici keep-alive`));
   if (results.db) rows.push(throughputRow("DB-only ceiling (claimDue + recordAttempts)", results.db.perSecond, ours, `${results.db.parallelism} loops × batch ${settings.batchSize}`));
   if (combined !== undefined) rows.push(throughputRow("combined ceiling 1/(1/HTTP + 1/DB)", combined, ours));
-  for (const drain of results.drains) {
+  const changed = (values: Record<string, string>) => {
+    const entries = Object.entries(values);
+    return entries.length === 0 ? "defaults" : entries.map(([name, value]) => `${name}=${value}`).join(" ");
+  };
+  for (const drain of [...results.drains, ...(results.uncapped ? [results.uncapped] : [])]) {
     rows.push(
-      throughputRow(`webhook-outbox drain, ${drain.workers} worker${drain.workers > 1 ? "s" : ""}`, drain.perSecond, ours,
-        `${settings.workerRuntime}, concurrency ${settings.concurrency}, batch ${settings.batchSize}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
+      throughputRow(`webhook-outbox drain, ${drain.label}, ${drain.workers} worker${drain.workers > 1 ? "s" : ""}`, drain.perSecond, ours,
+        `backlog created through the HTTP API; ${settings.workerRuntime}, ${changed(drain.changed)}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
     );
+  }
+  const single = results.drains.find((drain) => drain.workers === 1);
+  if (single && results.uncapped) {
+    rows.push({ scenario: "one destination: capped ÷ cap lifted", figure: ratio(single.perSecond, results.uncapped.perSecond), unit: "×" });
+  }
+  for (const each of results.destinations) {
+    const hanging =
+      each.maxOpenPerHanging === undefined
+        ? ""
+        : `; each hanging one held at most ${each.maxOpenPerHanging} open (cap ${each.cap}), ${each.hangingUntouched} of its rows pending with no attempt spent`;
+    rows.push({
+      scenario: `${each.label}: answering destinations drained`,
+      figure: each.perSecond,
+      unit: "/s",
+      notes: `${each.healthyDeliveries} deliveries, 1 worker, ${changed(each.changed)}${hanging}`,
+    });
+  }
+  const [withHanging, withoutHanging] = results.destinations;
+  if (withHanging && withoutHanging) {
+    rows.push({ scenario: "answering destinations: with 5 hanging ÷ without", figure: ratio(withHanging.perSecond, withoutHanging.perSecond), unit: "×" });
   }
   // A baseline is compared with our drain on as many worker processes (else with our best).
   for (const baseline of results.baselines) {
@@ -221,6 +268,8 @@ async function main(): Promise<number> {
     },
     ceilings: { http: results.http, db: results.db, combined },
     drains: results.drains,
+    uncapped: results.uncapped,
+    destinations: results.destinations,
     latencies: results.latencies,
     baselines: results.baselines,
     claim: results.claim,

@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 const STATEMENTS = {
-  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int", args: "'w', 96, 5000, 32, 5" },
+  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int, uuid[]", args: "'w', 96, 5000, 32, 5, '{}'" },
   record: {
     sql: RECORD_SQL,
     types: "text, uuid[], int[], text[], text[], int[], int[], text[], text[], text[], timestamptz[], timestamptz[], int[]",

@@ -67,26 +67,38 @@ describe("the service after every BEGIN failed for a while", () => {
     await harness?.stop();
   });
 
-  it("answers 503 meanwhile, then creates jobs again without a restart", async () => {
+  /** A finished delivery of this tenant, ready to be redelivered (a transaction of its own). */
+  async function finishedDelivery(): Promise<string> {
+    const created = await harness.api.post("/api/v1/generate", { prompt: "failover", webhookUrl: "http://127.0.0.1:9/hook" });
+    await harness.api.finishJob(created.body.jobId, 1, "completed");
+    const [row] = await testDb.database.query<{ id: string }>(
+      `update webhook_deliveries set status = 'failed', next_attempt_at = null, finished_at = now()
+       where job_id = $1 returning id`,
+      [created.body.jobId],
+    );
+    return row?.id ?? "";
+  }
+
+  it("answers 503 meanwhile, then serves transactions again without a restart", async () => {
+    const deliveryId = await finishedDelivery();
     proxy.failQueries(/^begin$/i);
-    // More failed creates than the pool has connections (10).
+    // More failed transactions than the pool has connections (10).
     const during = await Promise.all(
-      Array.from({ length: 24 }, () => harness.api.post("/api/v1/generate", { prompt: "failover" })),
+      Array.from({ length: 24 }, () => harness.api.post(`/api/v1/deliveries/${deliveryId}/redeliver`)),
     );
     expect(new Set(during.map((response) => response.status))).toEqual(new Set([503]));
     expect(during[0]?.body.error.code).toBe("DATABASE_UNAVAILABLE");
 
     proxy.failQueries(undefined);
     const healed = await eventually(async () => {
-      const created = await harness.api.post("/api/v1/generate", { prompt: "after" });
-      return created.status === 202 ? created : undefined;
-    }, 4_000, "a create after the fault cleared");
-    expect(healed.body.status).toBe("queued");
-    // Still a full pool: as many concurrent creates as it has connections all succeed.
-    const burst = await Promise.all(
-      Array.from({ length: 20 }, () => harness.api.post("/api/v1/generate", { prompt: "burst" })),
-    );
-    expect(burst.map((response) => response.status)).toEqual(Array(20).fill(202));
+      const response = await harness.api.post(`/api/v1/deliveries/${deliveryId}/redeliver`);
+      return response.status === 503 ? undefined : response;
+    }, 4_000, "a redelivery after the fault cleared");
+    expect(healed.status).toBe(202);
+    // Still a full pool: as many concurrent transactions as it has connections all go through.
+    const others = await Promise.all(Array.from({ length: 12 }, () => finishedDelivery()));
+    const burst = await Promise.all(others.map((id) => harness.api.post(`/api/v1/deliveries/${id}/redeliver`)));
+    expect(burst.map((response) => response.status)).toEqual(Array(12).fill(202));
     expect((await fetch(`${harness.service.url}/readyz`)).status).toBe(200);
   });
 });

@@ -105,8 +105,12 @@ export class ReceiverProcess {
     readonly port: number,
   ) {}
 
-  static async start(): Promise<ReceiverProcess> {
-    const child = forkTs("bench/children/receiver.ts", {});
+  /** `hosts`: more loopback addresses to answer on (same port); requests to `hang` are never answered. */
+  static async start(options: { hosts?: string[]; hang?: string[] } = {}): Promise<ReceiverProcess> {
+    const child = forkTs("bench/children/receiver.ts", {
+      RECEIVER_HOSTS: (options.hosts ?? []).join(","),
+      RECEIVER_HANG: (options.hang ?? []).join(","),
+    });
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("receiver did not start within 30 s")), 30_000);
       child.once("exit", (code) => reject(new Error(`receiver exited early (${code})`)));
@@ -133,14 +137,14 @@ export class ReceiverProcess {
   }
 
   /** The requests answered since the last report, and the arrivals noted while tracking. */
-  report(): Promise<{ count: number; arrivals: Array<[string, number]> }> {
+  report(): Promise<{ count: number; arrivals: Array<[string, number]>; maxOpen: Record<string, number> }> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("receiver did not report within 30 s")), 30_000);
       const onMessage = (message: ReceiverMessage) => {
         if (message.type !== "report") return;
         clearTimeout(timer);
         this.child.off("message", onMessage);
-        resolve({ count: message.count, arrivals: message.arrivals });
+        resolve({ count: message.count, arrivals: message.arrivals, maxOpen: message.maxOpen });
       };
       this.child.on("message", onMessage);
       this.send({ type: "report" });

@@ -12,32 +12,34 @@ export const defaultPolicy = deliveryPolicies(configWith({})).nouvel;
 /**
  * N terminal jobs, each with its due webhook_deliveries row, written in bulk the way
  * src/outbox/enqueue.ts writes one (same columns, frozen policy, next_attempt_at = now()).
- * `dueAt` puts them off until then.
+ * `dueAt` puts them off until then. Several URLs take the rows in turn (many destinations).
  */
 export async function seedDueDeliveries(
   database: Database,
   tenantId: string,
-  url: string,
+  url: string | string[],
   count: number,
   options: { dueAt?: Date } = {},
 ): Promise<void> {
   const template = JSON.stringify(webhookPayload("00000000-0000-0000-0000-000000000000"));
+  const urls = typeof url === "string" ? [url] : url;
   for (let done = 0; done < count; done += CHUNK) {
     await database.query(
       `with j as (
          insert into jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at, completed_at)
-         select $1, 'nouvel', 'bench', 'completed', $2, now() + interval '1 hour', now()
-         from generate_series(1, $3::int)
-         returning id
+         select $1, 'nouvel', 'bench', 'completed', ($2::text[])[1 + (g + $11::int) % cardinality($2::text[])],
+                now() + interval '1 hour', now()
+         from generate_series(1, $3::int) g
+         returning id, webhook_url
        )
        insert into webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
-       select $1, j.id, $4, $2, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
+       select $1, j.id, $4, j.webhook_url, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
               coalesce($10::timestamptz, now())
        from j`,
       [
         tenantId,
-        url,
+        urls,
         Math.min(CHUNK, count - done),
         JOB_COMPLETED_EVENT,
         template,
@@ -46,6 +48,7 @@ export async function seedDueDeliveries(
         defaultPolicy.timeoutMs,
         defaultPolicy.connectTimeoutMs,
         options.dueAt?.toISOString() ?? null,
+        done,
       ],
     );
   }

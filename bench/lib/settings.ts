@@ -1,3 +1,4 @@
+import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import type { WorkerRuntime } from "./processes.js";
 
 /** Every knob of `npm run bench`, read once from the environment. */
@@ -46,13 +47,17 @@ export interface BenchSettings {
   workerRuntime: WorkerRuntime;
   /** Worker processes running during the latency scenario. */
   latencyWorkers: number;
+  /**
+   * Worker variables changed from the product's defaults (BENCH_WORKER_ENV="NAME=value,…"); printed
+   * beside every figure they touch. Empty by default: the bench measures what users run.
+   */
+  workerEnv: Record<string, string>;
+  /** graphile-worker's concurrency: the same as our worker's default. */
   concurrency: number;
   /** In-flight requests of the HTTP-only ceiling. */
   httpConcurrency: number;
+  /** The DB-only ceiling's and the claim test's batch: our worker's default. */
   batchSize: number;
-  batchWindowMs: number;
-  /** WORKER_PREFETCH: deliveries claimed ahead of free slots. */
-  prefetch: number;
   /** Latency scenario: offered terminal updates per second (one scenario run per rate), for how long. */
   latencyRates: number[];
   latencySeconds: number;
@@ -72,12 +77,24 @@ export interface BenchSettings {
   maxSeconds: number;
 }
 
-export const SCENARIOS = ["http", "db", "drain", "latency", "claim", "graphile", "pgboss"] as const;
+export const SCENARIOS = ["http", "db", "drain", "uncapped", "destinations", "ingest", "latency", "claim", "graphile", "pgboss"] as const;
+
+function variables(name: string): Record<string, string> {
+  const raw = process.env[name] ?? "";
+  const entries = raw.split(",").map((part) => part.trim()).filter(Boolean);
+  return Object.fromEntries(
+    entries.map((entry) => {
+      const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(entry);
+      if (!match) throw new Error(`${name} must be a comma list of NAME=value, got ${JSON.stringify(raw)}`);
+      return [match[1], match[2]];
+    }),
+  );
+}
 
 export function readSettings(): BenchSettings {
   const adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) throw new Error("npm run bench needs DATABASE_URL (a Postgres server it may create databases on)");
-  const concurrency = integer("BENCH_CONCURRENCY", 192);
+  const concurrency = integer("BENCH_CONCURRENCY", WORKER_DEFAULTS.concurrency);
   const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",").map((s) => s.trim())) : undefined;
   for (const name of only ?? []) {
     if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`BENCH_ONLY: unknown scenario ${name} (know ${SCENARIOS.join(", ")})`);
@@ -89,11 +106,10 @@ export function readSettings(): BenchSettings {
     workerCounts: integerList("BENCH_WORKERS", [1, 2]),
     workerRuntime: workerRuntime(),
     latencyWorkers: integer("BENCH_LATENCY_WORKERS", 1),
+    workerEnv: variables("BENCH_WORKER_ENV"),
     concurrency,
     httpConcurrency: integer("BENCH_HTTP_CONCURRENCY", 128),
-    batchSize: integer("BENCH_BATCH_SIZE", 96),
-    batchWindowMs: integer("BENCH_BATCH_WINDOW_MS", 5, 0),
-    prefetch: integer("BENCH_PREFETCH", 64, 0),
+    batchSize: integer("BENCH_BATCH_SIZE", WORKER_DEFAULTS.batchSize),
     latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
     reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", 2),

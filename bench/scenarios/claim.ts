@@ -159,7 +159,7 @@ async function explainClaim(client: pg.Client, sqlText: string, limit: number, g
     await client.query(`prepare bench_claim_explain as ${sqlText}`);
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
       `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
-        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions})`,
+        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}')`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {

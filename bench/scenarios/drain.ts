@@ -1,12 +1,15 @@
+import type { ChildProcess } from "node:child_process";
 import type { BenchSettings } from "../lib/settings.js";
+import { createCompletedJobs, startApiProcess } from "../lib/api-process.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { peakRssMiB, pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
 import { seedDueDeliveries } from "../lib/seed.js";
-import { measuredJobsDueAt, waitUntilDue } from "../lib/warmup.js";
 import { perSecond } from "../lib/stats.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 
 export interface DrainResult {
+  /** What was drained, e.g. "one destination" or "one destination, cap lifted". */
+  label: string;
   workers: number;
   deliveries: number;
   /** First attempt started → last delivery recorded succeeded, from the rows' own timestamps. */
@@ -17,40 +20,47 @@ export interface DrainResult {
   /** Largest VmHWM among the worker processes. */
   peakRssMiB: number | undefined;
   receiverRequests: number;
-}
-
-/** The worker's environment for a benchmark run: src/config.ts reads each of these. */
-export function workerEnv(databaseUrl: string, settings: BenchSettings): Record<string, string> {
-  return {
-    DATABASE_URL: databaseUrl,
-    WORKER_CONCURRENCY: String(settings.concurrency),
-    WORKER_BATCH_SIZE: String(settings.batchSize),
-    WORKER_BATCH_WINDOW_MS: String(settings.batchWindowMs),
-    WORKER_PREFETCH: String(settings.prefetch),
-    // One receiver is one destination: a per-host cap below what the worker holds (in flight and
-    // prefetched) would throttle the run.
-    WORKER_HOST_CONCURRENCY: String(settings.concurrency + settings.prefetch),
-    WORKER_POLL_INTERVAL_MS: "1000",
-    WEBHOOK_ALLOW_INSECURE_URLS: "true",
-    SHUTDOWN_GRACE_MS: "2000",
-    LOG_LEVEL: "warn",
-  };
+  /** Worker variables set other than the product's defaults (beyond the loopback receiver's WEBHOOK_ALLOW_INSECURE_URLS). */
+  changed: Record<string, string>;
 }
 
 /**
- * `workers` worker processes drain `warmup` due deliveries unmeasured (JIT, pool and keep-alive
- * connections warm, as in a worker that has been running); then the N deliveries written with them
- * come due (bench/lib/warmup.ts), and their drain is measured.
+ * The worker's environment: the product's defaults, plus BENCH_WORKER_ENV and the scenario's own
+ * changes (both printed beside the figure). WEBHOOK_ALLOW_INSECURE_URLS lets it reach the loopback receiver.
  */
-export async function runDrain(settings: BenchSettings, receiver: ReceiverProcess, workers: number): Promise<DrainResult> {
+export function workerEnv(databaseUrl: string, settings: BenchSettings, changes: Record<string, string> = {}): Record<string, string> {
+  return { DATABASE_URL: databaseUrl, WEBHOOK_ALLOW_INSECURE_URLS: "true", LOG_LEVEL: "warn", ...settings.workerEnv, ...changes };
+}
+
+/** The variables a drain ran with other than the defaults. */
+export function changedSettings(settings: BenchSettings, changes: Record<string, string> = {}): Record<string, string> {
+  return { ...settings.workerEnv, ...changes };
+}
+
+/** SIGSTOP/SIGCONT every worker: a warm worker that is not running while the backlog is written. */
+function pause(processes: ChildProcess[], paused: boolean): void {
+  for (const child of processes) child.kill(paused ? "SIGSTOP" : "SIGCONT");
+}
+
+/**
+ * A backlog to one destination, written as users write it: N jobs created and completed through
+ * the HTTP API (the real `api` process) while no worker runs. `workers` worker processes first
+ * drain BENCH_WARMUP seeded deliveries unmeasured (JIT, pool and keep-alive connections warm) and
+ * are paused (SIGSTOP) while the API writes the backlog; resumed, their drain of it is measured.
+ */
+export async function runDrain(
+  settings: BenchSettings,
+  receiver: ReceiverProcess,
+  workers: number,
+  label = "one destination",
+  changes: Record<string, string> = {},
+): Promise<DrainResult> {
   const n = settings.n;
   return withScratchDatabase(settings.adminUrl, "drain", async ({ url, database }) => {
     const tenant = await createTenant(database, "bench");
-    const dueAt = measuredJobsDueAt(settings);
     await seedDueDeliveries(database, tenant.tenantId, receiver.url, settings.warmup);
-    await seedDueDeliveries(database, tenant.tenantId, receiver.url, n, { dueAt });
 
-    const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
+    const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings, changes), settings.workerRuntime));
     const alive = () => {
       if (processes.some((child) => child.exitCode !== null)) throw new Error("a worker process exited during the drain");
     };
@@ -66,11 +76,19 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
         60_000 + settings.warmup * 10,
         50,
       );
+      pause(processes, true);
+      const api = await startApiProcess({ DATABASE_URL: url }, settings.workerRuntime);
+      try {
+        await createCompletedJobs(api.url, tenant.apiKey, () => receiver.url, n);
+      } finally {
+        await api.stop();
+      }
+      await database.query("vacuum analyze webhook_deliveries");
       await receiver.report();
-      await waitUntilDue(dueAt);
+      const [resumed] = await database.query<{ at: string }>("select now()::text as at");
+      pause(processes, false);
       // The end time comes from the rows themselves, so the poll only has to be cheap: it reads the
-      // first entry of the claim index (open rows only), never the whole table, to take as little
-      // of the machine from the drain as it can.
+      // first entry of the claim index (open rows only), never the whole table.
       const polledAt = await pollUntil(
         `${n} deliveries to finish`,
         async () => {
@@ -89,12 +107,13 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
         `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
                 (extract(epoch from (select max(finished_at) from webhook_deliveries)) * 1000)::float8 as last_ms`,
-        [dueAt.toISOString()],
+        [resumed?.at],
       );
       const firstMs = Number(span?.first_ms);
       const elapsedMs = Number(span?.last_ms) - firstMs;
       const { count } = await receiver.report();
       return {
+        label,
         workers,
         deliveries: n,
         perSecond: perSecond(n, elapsedMs),
@@ -102,8 +121,10 @@ export async function runDrain(settings: BenchSettings, receiver: ReceiverProces
         perSecondPolled: perSecond(n, polledAt - firstMs),
         peakRssMiB: Number.isFinite(peak) ? peak : undefined,
         receiverRequests: count,
+        changed: changedSettings(settings, changes),
       };
     } finally {
+      pause(processes, false);
       await Promise.all(processes.map((child) => stopProcess(child)));
     }
   });

@@ -44,15 +44,22 @@ export interface ClaimInput {
   destinationConcurrency: number;
   /** A delivery whose lease ran out this many times fails instead of being tried again. */
   maxInterruptions: number;
+  /**
+   * This worker's attempts that have ended but whose records are still on their way: their leases
+   * no longer count against their destination's cap.
+   * @defaultValue []
+   */
+  ended?: string[];
 }
 
 export const CLAIM_SQL = `
 with busy as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
-  -- worker stop counting when they run out (and their rows are due again).
+  -- worker stop counting when they run out (and their rows are due again), and not the attempts
+  -- this worker has seen end ($6) while their records travel.
   select destination, count(*)::int as held
   from webhook_deliveries
-  where status = 'delivering' and locked_until > now()
+  where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
 ),
 candidate as materialized (
@@ -156,7 +163,7 @@ type ClaimRow = Omit<ClaimedDelivery, "id"> & { id: string | null; capped: strin
 export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> {
   const rows = await query<ClaimRow>(
     CLAIM_SQL,
-    [input.workerId, input.limit, input.leaseMarginMs, input.destinationConcurrency, input.maxInterruptions],
+    [input.workerId, input.limit, input.leaseMarginMs, input.destinationConcurrency, input.maxInterruptions, input.ended ?? []],
     "outbox_claim",
   );
   const deliveries: ClaimedDelivery[] = [];

@@ -7,6 +7,8 @@ import type { ClaimedDelivery } from "../sql/claim.js";
  */
 export class Dispatcher {
   private inFlight = 0;
+  /** Attempts in flight per destination. */
+  private readonly perDestination = new Map<string, number>();
   private readonly shutdown = new AbortController();
   private readonly drained = new Set<() => void>();
 
@@ -30,12 +32,24 @@ export class Dispatcher {
     return this.inFlight;
   }
 
+  /** Attempts in flight to these destinations. */
+  heldBy(destinations: Iterable<string>): number {
+    let held = 0;
+    for (const destination of destinations) held += this.perDestination.get(destination) ?? 0;
+    return held;
+  }
+
   start(delivery: ClaimedDelivery): void {
+    const { destination } = delivery;
     this.inFlight++;
+    this.perDestination.set(destination, (this.perDestination.get(destination) ?? 0) + 1);
     void this.options.attempt(delivery, this.shutdown.signal).finally(() => {
       this.inFlight--;
+      const left = (this.perDestination.get(destination) ?? 1) - 1;
+      if (left > 0) this.perDestination.set(destination, left);
+      else this.perDestination.delete(destination);
       if (this.inFlight === 0) for (const done of this.drained) done();
-      this.options.onFree(delivery.destination);
+      this.options.onFree(destination);
     });
   }
 

@@ -4,51 +4,58 @@ import { recordAttempts, type AttemptRecord } from "../sql/record.js";
 
 /**
  * Writes finished attempts in batches: results that finish close together share one statement
- * (a batch window after the previous write); while the database is unreachable they wait in
+ * (a batch window after the previous write, unless a backlog waits on them); while the database is unreachable they wait in
  * memory and the write is retried; a batch with a bad row is written one by one.
  */
 export class ResultWriter {
   private readonly queue: AttemptRecord[] = [];
-  /** Results handed in and not yet written (queued or in the statement travelling now). */
-  private unwritten = 0;
+  /** Deliveries whose results are handed in and not yet written (queued or in the statement travelling now). */
+  private readonly unwritten = new Set<string>();
   private flushing: Promise<void> | undefined;
   private lastFlushAt = -Infinity;
   /** Once stopping, a write goes at once: no window. */
-  private windowMs: number;
+  private draining = false;
 
   constructor(
     private readonly options: {
       query: Query;
       workerId: string;
       logger: Logger;
-      batchWindowMs: number;
+      /**
+       * How long after the previous write the next may start: results that finish close together
+       * share it. 0 while a backlog waits on the room these writes free.
+       */
+      windowMs: () => number;
       /** Each written record, with whether this worker still owned its delivery. */
       onWritten: (record: AttemptRecord, owned: boolean) => void;
     },
-  ) {
-    this.windowMs = options.batchWindowMs;
-  }
+  ) {}
 
   get pending(): number {
-    return this.unwritten;
+    return this.unwritten.size;
+  }
+
+  /** The deliveries whose ended attempts are not yet written. */
+  pendingIds(): string[] {
+    return [...this.unwritten];
   }
 
   push(record: AttemptRecord): void {
-    this.unwritten++;
+    this.unwritten.add(record.deliveryId);
     this.queue.push(record);
     this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
   }
 
   /** Writes what is left without waiting out windows; resolves when all is written or at `deadline` (ms epoch). */
   async drain(deadline: number): Promise<void> {
-    this.windowMs = 0;
-    while (this.unwritten > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    this.draining = true;
+    while (this.unwritten.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
   private async flush(): Promise<void> {
     let backoffMs = 50;
     while (this.queue.length > 0) {
-      const remaining = this.lastFlushAt + this.windowMs - performance.now();
+      const remaining = this.draining ? 0 : this.lastFlushAt + this.options.windowMs() - performance.now();
       if (remaining > 0) await sleep(remaining);
       this.lastFlushAt = performance.now();
       const batch = this.queue.splice(0, this.queue.length);
@@ -87,8 +94,10 @@ export class ResultWriter {
 
   private written(batch: AttemptRecord[], ownedIds: string[]): void {
     const owned = new Set(ownedIds);
-    for (const record of batch) this.options.onWritten(record, owned.has(record.deliveryId));
-    this.unwritten -= batch.length;
+    for (const record of batch) {
+      this.unwritten.delete(record.deliveryId);
+      this.options.onWritten(record, owned.has(record.deliveryId));
+    }
   }
 }
 

@@ -36,9 +36,16 @@ export class OutboxWorker {
    * capped destination got room, or the poll interval passed. Cleared as a claim starts.
    */
   private due = true;
-  /** Destinations the last claim left at their cap: one of their attempts ending makes room. */
+  /** Destinations the last claim left at their cap: their attempts that end make room. */
   private capped = new Set<string>();
+  /**
+   * Room worth a claim: how many attempts to capped destinations must end before the loop claims
+   * for them (a quarter of the cap, at most what this worker holds), and how many have ended.
+   */
+  private cappedRoomWanted = 1;
+  private cappedRoomFreed = 0;
   private lastClaimAt = -Infinity;
+  private lastClaimFull = false;
   private loopDone: Promise<void> = Promise.resolve();
   private unlisten: Unlisten | undefined;
   private readonly retryTimers = new Set<NodeJS.Timeout>();
@@ -53,8 +60,10 @@ export class OutboxWorker {
     this.dispatcher = new Dispatcher({
       concurrency: this.settings.concurrency,
       attempt: (delivery, signal) => this.attempt(delivery, signal),
+      // A free slot may be what the loop waits for; an attempt to a capped destination that ends
+      // gives it room (the claim no longer counts it, though its record is still on its way).
       onFree: (destination) => {
-        if (this.capped.has(destination)) this.due = true;
+        if (this.capped.has(destination) && ++this.cappedRoomFreed >= this.cappedRoomWanted) this.due = true;
         this.wake.wake();
       },
     });
@@ -62,7 +71,7 @@ export class OutboxWorker {
       query: options.database.query,
       workerId: this.workerId,
       logger: options.logger,
-      batchWindowMs: this.settings.batchWindowMs,
+      windowMs: () => (this.inBacklog() ? 0 : this.settings.batchWindowMs),
       onWritten: (record, owned) => this.written(record, owned),
     });
   }
@@ -118,7 +127,8 @@ export class OutboxWorker {
         if (await this.wake.wait(this.settings.pollIntervalMs)) this.due = true;
         continue;
       }
-      const window = this.lastClaimAt + this.settings.batchWindowMs - performance.now();
+      // The window gathers work that trickles in; a backlog is claimed as fast as room frees.
+      const window = this.inBacklog() ? 0 : this.lastClaimAt + this.settings.batchWindowMs - performance.now();
       if (window > 0) await sleep(window);
       if (this.state !== "running") break;
 
@@ -133,6 +143,7 @@ export class OutboxWorker {
           leaseMarginMs: this.settings.leaseMarginMs,
           destinationConcurrency: this.settings.destinationConcurrency,
           maxInterruptions: this.settings.maxInterruptions,
+          ended: this.writer.pendingIds(),
         });
         claimed = claim.deliveries;
         this.capped = new Set(claim.capped);
@@ -151,9 +162,20 @@ export class OutboxWorker {
         break;
       }
       for (const delivery of claimed) this.dispatcher.start(delivery);
+      this.cappedRoomFreed = 0;
+      this.cappedRoomWanted = Math.max(
+        1,
+        Math.min(Math.floor(this.settings.destinationConcurrency / 4), this.dispatcher.heldBy(this.capped)),
+      );
       // A full claim leaves more behind.
-      if (claimed.length === limit) this.due = true;
+      this.lastClaimFull = claimed.length === limit;
+      if (this.lastClaimFull) this.due = true;
     }
+  }
+
+  /** More is due than the last claim could take: it came back full, or left a destination at its cap. */
+  private inBacklog(): boolean {
+    return this.lastClaimFull || this.capped.size > 0;
   }
 
   private async release(deliveryIds: string[]): Promise<void> {

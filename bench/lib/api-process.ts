@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { Pool } from "undici";
+import { ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
+
+export const BENCH_INTERNAL_TOKEN = "bench-internal-token";
+
+/** The real `api` command (tsx or dist), on a free port; resolves once it logs "API listening". */
+export async function startApiProcess(
+  env: Record<string, string>,
+  runtime: WorkerRuntime,
+): Promise<{ child: ChildProcess; url: string; stop: () => Promise<void> }> {
+  const args = runtime === "dist" ? ["dist/cli.js", "api"] : ["--import", "tsx", "src/cli.ts", "api"];
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? "",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "info",
+      INTERNAL_API_TOKEN: BENCH_INTERNAL_TOKEN,
+      WEBHOOK_ALLOW_INSECURE_URLS: "true",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the api process did not listen within 60 s")), 60_000);
+    child.once("exit", (code) => reject(new Error(`the api process exited early (${code})`)));
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      // Request lines are logged at info: only the start line is of interest.
+      if (!line.includes("API listening")) return;
+      try {
+        const parsed = JSON.parse(line) as { url?: string };
+        if (parsed.url) {
+          clearTimeout(timer);
+          resolve(parsed.url);
+        }
+      } catch {
+        // not JSON
+      }
+    });
+  });
+  child.stdout?.resume();
+  return { child, url, stop: () => stopProcess(child) };
+}
+
+/**
+ * `count` jobs created through POST /api/v1/generate and completed through the internal PATCH,
+ * `parallel` at a time over keep-alive connections: each job's webhook is enqueued by the API.
+ */
+export async function createCompletedJobs(
+  apiUrl: string,
+  apiKey: string,
+  webhookUrl: (index: number) => string,
+  count: number,
+  parallel = 64,
+): Promise<void> {
+  const pool = new Pool(apiUrl, { connections: parallel });
+  let next = 0;
+  const call = async (method: "POST" | "PATCH", path: string, token: string, body: unknown): Promise<Record<string, unknown>> => {
+    const response = await pool.request({
+      method,
+      path,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 300) throw new Error(`${method} ${path}: ${response.statusCode} ${text.slice(0, 200)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+  const lane = async () => {
+    for (let index = next++; index < count; index = next++) {
+      const job = await call("POST", "/api/v1/generate", apiKey, { prompt: `bench ${index}`, webhookUrl: webhookUrl(index) });
+      const jobId = String(job.jobId);
+      await call("PATCH", `/internal/v1/jobs/${jobId}/projects/0`, BENCH_INTERNAL_TOKEN, {
+        status: "completed",
+        videoUrl: `https://cdn.example.com/${jobId}.mp4`,
+      });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: parallel }, lane));
+  } finally {
+    await pool.close();
+  }
+}
