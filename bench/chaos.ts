@@ -18,7 +18,8 @@
  *
  * Needs DATABASE_URL (a server it may create a database on). Sizes: CHAOS_JOBS (default 2000),
  * CHAOS_WORKERS (3), CHAOS_FAILURE_RATE (0.3), CHAOS_TERMINATE_ROUNDS (30), CHAOS_RATE_CHECK (1),
- * CHAOS_SECONDS (max run time, 300). CI runs a short version (.ci/run).
+ * CHAOS_SECONDS (max run time, 300). Phase 1 creates at most half of CHAOS_JOBS (plus what its two
+ * 3-second rate measurements create), phase 2 the other half. CI runs a short version (.ci/run).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:http";
@@ -164,7 +165,7 @@ async function main(): Promise<number> {
     const until = Date.now() + ms;
     let done = 0;
     await Promise.all(Array.from({ length: 16 }, async () => {
-      while (Date.now() < until && created < JOBS) if (await oneJob()) done++;
+      while (Date.now() < until) if (await oneJob()) done++;
     }));
     return done / (ms / 1000);
   };
@@ -225,8 +226,9 @@ async function main(): Promise<number> {
     }
   })();
   const started = Date.now();
+  const phaseTwoEnds = created + Math.ceil(JOBS / 2);
   await Promise.all(Array.from({ length: 16 }, async () => {
-    while (created < JOBS) await oneJob();
+    while (created < phaseTwoEnds) await oneJob();
   }));
   log(`${created} jobs created and completed; chaos continues while deliveries drain`);
 
@@ -250,8 +252,16 @@ async function main(): Promise<number> {
   }
   for (const service of [api, ...workers]) service.child.kill("SIGTERM");
   const codes = await Promise.all([api, ...workers].map((service) => service.exited));
-  const unclean = [api, ...workers].filter((service, i) => codes[i] !== 0 || !service.lines.some((line) => line.includes('"stopped"')));
-  if (unclean.length > 0) problems.push(`${unclean.length} process(es) did not exit 0 with a "stopped" line after SIGTERM`);
+  const names = ["api", ...workers.map((_, i) => `worker ${i}`)];
+  const unclean = [api, ...workers].flatMap((service, i) =>
+    codes[i] !== 0 || !service.lines.some((line) => line.includes('"stopped"')) ? [`${names[i]} (exit ${codes[i]})`] : [],
+  );
+  if (unclean.length > 0) {
+    problems.push(`after SIGTERM, no exit 0 with a "stopped" line from: ${unclean.join(", ")}`);
+    for (const [i, service] of [api, ...workers].entries()) {
+      if (unclean.some((entry) => entry.startsWith(`${names[i]} `))) console.log(`${names[i]}'s last lines:\n${service.lines.slice(-5).join("\n")}`);
+    }
+  }
 
   const secrets = [tenant.apiKey, tenant.signingSecret, INTERNAL_TOKEN];
   const leaking = allLines.filter((line) => secrets.some((secret) => line.includes(secret)));
