@@ -17,8 +17,13 @@ export function parseDuration(text: string): number {
   if (!match) {
     throw new Error(`"${text}" is not a duration (use a unit: 500ms, 10s, 5m, 24h, 30d)`);
   }
-  return Math.round(Number(match[1]) * (UNITS_MS[match[2] as string] as number));
+  const ms = Math.round(Number(match[1]) * (UNITS_MS[match[2] as string] as number));
+  if (!Number.isSafeInteger(ms)) throw new Error(`"${text}" is too long a duration`);
+  return ms;
 }
+
+/** The longest delay of a retry schedule: each is stored as a Postgres integer of milliseconds. */
+export const MAX_RETRY_DELAY_MS = 2_147_483_647;
 
 /** Parses a retry schedule such as "0,10s,60s": one delay before each attempt. */
 export function parseSchedule(text: string): number[] {
@@ -28,5 +33,8 @@ export function parseSchedule(text: string): number[] {
   }
   const delays = parts.map(parseDuration);
   if (delays.length > 50) throw new Error("a retry schedule has at most 50 attempts");
+  if (delays.some((delay) => delay > MAX_RETRY_DELAY_MS)) {
+    throw new Error(`a retry delay is at most ${MAX_RETRY_DELAY_MS}ms (about 24.8 days)`);
+  }
   return delays;
 }
