@@ -1,5 +1,5 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
 import type { Database } from "../db/client.js";
@@ -34,7 +34,7 @@ export interface AppDependencies {
 export const MAX_BODY_BYTES = 64 * 1024;
 
 /** Bodies are JSON and small: 415 for any other type, 413 past 64 KiB. */
-const jsonBodiesOnly: MiddlewareHandler = async (c, next) => {
+export const jsonBodiesOnly: MiddlewareHandler = async (c, next) => {
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.method === "DELETE") return next();
   if (!hasBody(c.req.raw)) return next(); // e.g. POST …/redeliver, which takes no body
   const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
@@ -49,10 +49,20 @@ function hasBody(request: Request): boolean {
   return request.headers.has("transfer-encoding") || (length !== null && length !== "0");
 }
 
-const limitBody = bodyLimit({
-  maxSize: MAX_BODY_BYTES,
-  onError: (c) => sendError(c, 413, "PAYLOAD_TOO_LARGE", `the body is larger than ${MAX_BODY_BYTES} bytes`),
-});
+const tooLarge = (c: Context) => sendError(c, 413, "PAYLOAD_TOO_LARGE", `the body is larger than ${MAX_BODY_BYTES} bytes`);
+
+const limitStreamedBody = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
+
+/**
+ * 413 past 64 KiB. A declared Content-Length is judged from the header alone, so the route reads
+ * the body once, straight from the socket; only a streamed (chunked) body is counted as it is read.
+ */
+export const limitBody: MiddlewareHandler = async (c, next) => {
+  if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+  const length = c.req.header("content-length");
+  if (length === undefined || c.req.header("transfer-encoding") !== undefined) return limitStreamedBody(c, next);
+  return Number.parseInt(length, 10) > MAX_BODY_BYTES ? tooLarge(c) : next();
+};
 
 export function createApp(deps: AppDependencies) {
   const app = new OpenAPIHono<AppEnv>();
