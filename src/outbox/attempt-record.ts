@@ -45,8 +45,7 @@ export function interruptedRecord(delivery: ClaimedDelivery, result: AttemptResu
 }
 
 /** The result of an attempt that could not be signed, so was never sent. */
-export function noSecretResult(): AttemptResult {
-  const now = new Date();
+export function noSecretResult(now: Date = new Date()): AttemptResult {
   return {
     startedAt: now,
     finishedAt: now,
