@@ -40,7 +40,8 @@ export class OutboxWorker {
   private capped = new Set<string>();
   /**
    * Room worth a claim: how many attempts to capped destinations must end before the loop claims
-   * for them (a quarter of the cap, at most what this worker holds), and how many have ended.
+   * for them (the smallest claim worth a round trip, at most half the cap and what this worker
+   * holds), and how many have ended.
    */
   private cappedRoomWanted = 1;
   private cappedRoomFreed = 0;
@@ -165,7 +166,7 @@ export class OutboxWorker {
       this.cappedRoomFreed = 0;
       this.cappedRoomWanted = Math.max(
         1,
-        Math.min(Math.floor(this.settings.destinationConcurrency / 4), this.dispatcher.heldBy(this.capped)),
+        Math.min(this.minClaim, Math.floor(this.settings.destinationConcurrency / 2), this.dispatcher.heldBy(this.capped)),
       );
       // A full claim leaves more behind.
       this.lastClaimFull = claimed.length === limit;
