@@ -235,7 +235,7 @@ async function main(): Promise<number> {
   const deadline = started + MAX_SECONDS * 1000;
   while (Date.now() < deadline) {
     const [row] = await database.query<{ open: number }>(
-      "select count(*)::int as open from webhook_deliveries where status in ('pending', 'delivering')",
+      "select count(*)::int as open from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering')",
     );
     if ((row?.open ?? 0) === 0) break;
     await sleep(500);
@@ -269,35 +269,35 @@ async function main(): Promise<number> {
 
   const [facts] = await database.query<Record<string, number>>(`
     select
-      (select count(*)::int from jobs where status in ('completed', 'partial', 'failed')) as terminal_jobs,
-      (select count(*)::int from jobs where status not in ('completed', 'partial', 'failed')) as open_jobs,
-      (select count(*)::int from jobs j where j.status in ('completed', 'partial', 'failed')
-         and (select count(*) from webhook_deliveries d where d.job_id = j.id) <> 1) as jobs_without_exactly_one_delivery,
-      (select count(*)::int from webhook_deliveries) as deliveries,
-      (select count(*)::int from webhook_deliveries where status = 'succeeded') as succeeded,
-      (select count(*)::int from webhook_deliveries where status = 'failed') as failed,
-      (select count(*)::int from webhook_deliveries where status in ('pending', 'delivering')) as unfinished,
+      (select count(*)::int from webhook_outbox.jobs where status in ('completed', 'partial', 'failed')) as terminal_jobs,
+      (select count(*)::int from webhook_outbox.jobs where status not in ('completed', 'partial', 'failed')) as open_jobs,
+      (select count(*)::int from webhook_outbox.jobs j where j.status in ('completed', 'partial', 'failed')
+         and (select count(*) from webhook_outbox.webhook_deliveries d where d.job_id = j.id) <> 1) as jobs_without_exactly_one_delivery,
+      (select count(*)::int from webhook_outbox.webhook_deliveries) as deliveries,
+      (select count(*)::int from webhook_outbox.webhook_deliveries where status = 'succeeded') as succeeded,
+      (select count(*)::int from webhook_outbox.webhook_deliveries where status = 'failed') as failed,
+      (select count(*)::int from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering')) as unfinished,
       -- A failure must come from its whole schedule of real attempts (or from the interruption bound).
-      (select count(*)::int from webhook_deliveries
+      (select count(*)::int from webhook_outbox.webhook_deliveries
          where status = 'failed' and attempt_count - interruptions < cardinality(retry_delays_ms) and interruptions < 5)
         as failed_before_budget,
-      (select count(*)::int from webhook_deliveries d
-         where d.attempt_count <> (select count(*) from webhook_delivery_attempts a where a.delivery_id = d.id))
+      (select count(*)::int from webhook_outbox.webhook_deliveries d
+         where d.attempt_count <> (select count(*) from webhook_outbox.webhook_delivery_attempts a where a.delivery_id = d.id))
         as deliveries_with_unrecorded_attempts,
       -- A delivery whose last attempt was cut off is tried again: it never ends failed on an interruption.
-      (select count(*)::int from webhook_deliveries d
+      (select count(*)::int from webhook_outbox.webhook_deliveries d
          where d.status = 'failed' and d.interruptions < 5
-           and (select a.outcome from webhook_delivery_attempts a where a.delivery_id = d.id
+           and (select a.outcome from webhook_outbox.webhook_delivery_attempts a where a.delivery_id = d.id
                 order by a.attempt_number desc limit 1) = 'interrupted') as failed_on_an_interruption,
-      (select count(*)::int from webhook_delivery_attempts) as attempts,
-      (select count(*)::int from webhook_delivery_attempts where outcome = 'interrupted') as interrupted_attempts
+      (select count(*)::int from webhook_outbox.webhook_delivery_attempts) as attempts,
+      (select count(*)::int from webhook_outbox.webhook_delivery_attempts where outcome = 'interrupted') as interrupted_attempts
   `);
   const interrupted = await database.query<{ id: string; attempt: number }>(
-    "select delivery_id as id, attempt_number as attempt from webhook_delivery_attempts where outcome = 'interrupted'",
+    "select delivery_id as id, attempt_number as attempt from webhook_outbox.webhook_delivery_attempts where outcome = 'interrupted'",
   );
   const unsentInterrupted = interrupted.filter((row) => !seen.has(`${row.id}:${row.attempt}`)).length;
   const failedIds = new Set(
-    (await database.query<{ id: string }>("select id from webhook_deliveries where status = 'failed'")).map((row) => row.id),
+    (await database.query<{ id: string }>("select id from webhook_outbox.webhook_deliveries where status = 'failed'")).map((row) => row.id),
   );
   const acknowledgedButFailed = [...okReceipts.keys()].filter((id) => failedIds.has(id)).length;
 
@@ -307,7 +307,7 @@ async function main(): Promise<number> {
   const outcomes = await database.query<{ outcome: string | null; error_kind: string | null }>(
     `select a.outcome, a.error_kind
      from unnest($1::uuid[], $2::int[]) as r(id, attempt)
-     left join webhook_delivery_attempts a on a.delivery_id = r.id and a.attempt_number = r.attempt`,
+     left join webhook_outbox.webhook_delivery_attempts a on a.delivery_id = r.id and a.attempt_number = r.attempt`,
     [duplicates.map((d) => d.id), duplicates.map((d) => d.attempt)],
   );
   const duplicateReceipts = outcomes.filter((row) => row.outcome !== "succeeded").length;

@@ -11,23 +11,23 @@ import { openDatabase } from "../src/db/client.js";
 import { runMigrations } from "../src/db/migrate.js";
 
 const GENERATE_SQL = `
-insert into tenants (id, name) select gen_random_uuid(), 'tenant ' || t from generate_series(1, 20) t;
+insert into webhook_outbox.tenants (id, name) select gen_random_uuid(), 'tenant ' || t from generate_series(1, 20) t;
 
 create temporary table gen as
 select g, gen_random_uuid() as job_id, gen_random_uuid() as delivery_id,
-       (select array_agg(id) from tenants)[1 + g % 20] as tenant_id,
+       (select array_agg(id) from webhook_outbox.tenants)[1 + g % 20] as tenant_id,
        case when g % 500 = 0 then now() - random() * interval '30 minutes'
             else now() - random() * interval '30 days' end as created_at,
        case when g % 500 = 0 then 'pending' when g % 12 = 0 then 'failed' else 'succeeded' end as status
 from generate_series(1, $1::int) g;
 
-insert into jobs (id, tenant_id, api_flavor, prompt, status, webhook_url, created_at, updated_at, completed_at, deadline_at)
+insert into webhook_outbox.jobs (id, tenant_id, api_flavor, prompt, status, webhook_url, created_at, updated_at, completed_at, deadline_at)
 select job_id, tenant_id, case when g % 3 = 0 then 'veo3' else 'nouvel' end, 'prompt ' || g, 'completed',
        'https://receiver-' || (g % 200) || '.example.com/hooks/' || (g % 7), created_at, created_at, created_at,
        created_at + interval '10 minutes'
 from gen;
 
-insert into webhook_deliveries (id, tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
+insert into webhook_outbox.webhook_deliveries (id, tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
   retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, last_response_status, last_error, created_at, finished_at)
 select delivery_id, tenant_id, job_id, 'job.completed', 'https://receiver-' || (g % 200) || '.example.com/hooks/' || (g % 7),
        jsonb_build_object('jobId', job_id), status, 3, 3, '{0,10000,60000}', 10000, 10000,
@@ -37,7 +37,7 @@ select delivery_id, tenant_id, job_id, 'job.completed', 'https://receiver-' || (
        created_at, case when status <> 'pending' then created_at + interval '70 seconds' end
 from gen;
 
-insert into webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms,
+insert into webhook_outbox.webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms,
   response_status, error_kind, error_message, outcome)
 select delivery_id, n, 'bench', created_at + (n - 1) * interval '30 seconds',
        created_at + (n - 1) * interval '30 seconds' + interval '120 ms', (20 + random() * 400)::int,
@@ -68,9 +68,9 @@ async function main(): Promise<void> {
     for (const statement of GENERATE_SQL.split(";").map((s) => s.trim()).filter(Boolean)) {
       await client.query(statement, statement.includes("$1") ? [count] : []);
     }
-    const [{ attempts }] = (await client.query("select count(*)::int as attempts from webhook_delivery_attempts")).rows;
+    const [{ attempts }] = (await client.query("select count(*)::int as attempts from webhook_outbox.webhook_delivery_attempts")).rows;
     console.log(`generated ${count} deliveries, ${attempts} attempts in ${Math.round((Date.now() - started) / 1000)} s\n`);
-    const { rows: jobRows } = await client.query("select job_id from webhook_deliveries limit 1");
+    const { rows: jobRows } = await client.query("select job_id from webhook_outbox.webhook_deliveries limit 1");
     const hourAgo = new Date(Date.now() - 3_600_000);
     const dayAgo = new Date(Date.now() - 86_400_000);
     const runs: Array<[keyof typeof COOKBOOK, unknown[], string]> = [

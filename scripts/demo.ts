@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     const jobIds = [completed, partial, failed, timedOut];
     await until("four succeeded deliveries", async () => {
       const [row] = await service!.database.query<{ done: number }>(
-        "select count(*)::int as done from webhook_deliveries where status = 'succeeded' and job_id = any($1::uuid[])",
+        "select count(*)::int as done from webhook_outbox.webhook_deliveries where status = 'succeeded' and job_id = any($1::uuid[])",
         [jobIds],
       );
       return row?.done === 4 ? true : undefined;
@@ -204,13 +204,13 @@ async function main(): Promise<void> {
     step("the delivery audit, straight from SQL (webhook_delivery_attempts joined to its delivery and job)");
     const audit = await service.database.query<Record<string, unknown>>(
       `select left(j.id::text, 8) as job, j.status as job_status,
-              (select string_agg(distinct p.error_code, ',') from job_projects p where p.job_id = j.id) as error_codes,
+              (select string_agg(distinct p.error_code, ',') from webhook_outbox.job_projects p where p.job_id = j.id) as error_codes,
               left(d.id::text, 8) as delivery, d.status as delivery_status, a.attempt_number as attempt,
               a.outcome, a.response_status as http, a.error_kind, a.duration_ms as ms,
               substring(d.url from '/hooks/(.*)$') as receiver
-       from webhook_delivery_attempts a
-       join webhook_deliveries d on d.id = a.delivery_id
-       join jobs j on j.id = d.job_id
+       from webhook_outbox.webhook_delivery_attempts a
+       join webhook_outbox.webhook_deliveries d on d.id = a.delivery_id
+       join webhook_outbox.jobs j on j.id = d.job_id
        where j.id = any($1::uuid[])
        order by array_position($1::uuid[], j.id), a.attempt_number`,
       [jobIds],

@@ -55,7 +55,7 @@ export class ServiceMetrics {
         this.reset();
         try {
           const rows = await database.query<{ status: string; count: number }>(
-            `select status, count(*)::int as count from webhook_deliveries
+            `select status, count(*)::int as count from webhook_outbox.webhook_deliveries
              where status in ('pending', 'delivering') group by status`,
           );
           for (const status of QUEUE_STATUSES) {
@@ -76,7 +76,7 @@ export class ServiceMetrics {
         try {
           const [row] = await database.query<{ age: number }>(
             `select coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::float8 as age
-             from webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()`,
+             from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()`,
           );
           this.set(row?.age ?? 0);
         } catch (error) {

@@ -29,13 +29,13 @@ const ids: Record<string, { jobId: string; deliveryId: string }> = {};
 
 async function seed(name: string, delivery: SeedDelivery): Promise<void> {
   const [job] = await database.query<{ id: string }>(
-    `insert into jobs (tenant_id, api_flavor, prompt, status, webhook_url, completed_at, deadline_at)
+    `insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, completed_at, deadline_at)
      values ($1, 'nouvel', $2, 'completed', $3, now(), now()) returning id`,
     [tenantId, name, delivery.url],
   );
   const open = delivery.status === "pending" || delivery.status === "delivering";
   const [row] = await database.query<{ id: string }>(
-    `insert into webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
+    `insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
        retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', $3, '{}', $4::text, $5, 3, '{0,10000,60000}', 10000, 10000,
        case when $6 then now() + interval '1 minute' end,
@@ -48,7 +48,7 @@ async function seed(name: string, delivery: SeedDelivery): Promise<void> {
   const numbered = delivery.attempts.map((attempt, index) => ({ ...attempt, number: index + 1 })).reverse();
   for (const attempt of numbered) {
     await database.query(
-      `insert into webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms,
+      `insert into webhook_outbox.webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms,
          response_status, error_kind, error_message, outcome)
        values ($1, $2, 'worker-1', now() - $3 * interval '1 minute', now() - $3 * interval '1 minute', $4, $5::smallint,
          case when $6 <> 'succeeded' then 'http_status' end, case when $6 <> 'succeeded' then 'HTTP ' || $5::text end, $6)`,

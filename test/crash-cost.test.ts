@@ -42,8 +42,8 @@ interface State {
 async function states(jobIds: string[]): Promise<State[]> {
   return testDb.database.query<State>(
     `select d.job_id, d.status, d.attempt_count, d.max_attempts,
-            (select count(*)::int from webhook_delivery_attempts a where a.delivery_id = d.id) as attempts
-     from webhook_deliveries d where d.job_id = any($1::uuid[]) order by d.created_at`,
+            (select count(*)::int from webhook_outbox.webhook_delivery_attempts a where a.delivery_id = d.id) as attempts
+     from webhook_outbox.webhook_deliveries d where d.job_id = any($1::uuid[]) order by d.created_at`,
     [jobIds],
   );
 }
@@ -75,7 +75,7 @@ describe("a worker killed with SIGKILL", () => {
       const interruptedJobs = before.filter((s) => s.status === "delivering").map((s) => s.job_id);
       // The leases run out now rather than after the 60 s request timeout they cover.
       await testDb.database.query(
-        "update webhook_deliveries set locked_until = now(), next_attempt_at = now() where status = 'delivering'",
+        "update webhook_outbox.webhook_deliveries set locked_until = now(), next_attempt_at = now() where status = 'delivering'",
       );
 
       receiver.respondWith((_request, response) => response.writeHead(200).end("ok"));

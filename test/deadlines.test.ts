@@ -67,7 +67,7 @@ describe("the deadline sweeper", () => {
       else expect(payload).toMatchObject({ status: "failed", error: { message: "TIMEOUT", details: {} } });
     }
     const projects = await testDb.database.query<{ error_code: string | null; status: string }>(
-      "select p.status, p.error_code from job_projects p where p.job_id = any($1::uuid[]) and p.status <> 'completed'",
+      "select p.status, p.error_code from webhook_outbox.job_projects p where p.job_id = any($1::uuid[]) and p.status <> 'completed'",
       [jobIds],
     );
     expect(projects.every((p) => p.status === "failed" && p.error_code === "TIMEOUT")).toBe(true);

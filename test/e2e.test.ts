@@ -95,7 +95,7 @@ describe("a job's completion webhook, end to end", () => {
     const job = await harness.api.get(`/api/v1/jobs/${created.body.jobId}`);
     expect(job.body.status).toBe("failed");
     expect(job.body.projects[0].error).toEqual({ code: "UNSAFE_CONTENT", message: "blocked by the safety filter" });
-    const rows = await testDb.database.query("select 1 from webhook_deliveries where job_id = $1", [created.body.jobId]);
+    const rows = await testDb.database.query("select 1 from webhook_outbox.webhook_deliveries where job_id = $1", [created.body.jobId]);
     expect(rows).toHaveLength(0);
   });
 

@@ -57,7 +57,7 @@ describe("the CLI on the embedded PostgreSQL", () => {
     }
     const url = await databaseUrl();
     expect(url).toMatch(new RegExp(`^postgres://postgres:[0-9a-f]+@127\\.0\\.0\\.1:${env.EMBEDDED_PG_PORT}/postgres$`));
-    const tenants = await query<{ name: string }>(url, "select name from tenants order by name");
+    const tenants = await query<{ name: string }>(url, "select name from webhook_outbox.tenants order by name");
     expect(tenants.map((tenant) => tenant.name)).toEqual(["acme", "globex"]);
   });
 
@@ -139,7 +139,7 @@ describe("the CLI on the embedded PostgreSQL", () => {
 
     // The next command starts it again, on the same cluster.
     const url = await databaseUrl();
-    const tenants = await query<{ name: string }>(url, "select name from tenants order by name");
+    const tenants = await query<{ name: string }>(url, "select name from webhook_outbox.tenants order by name");
     expect(tenants.map((tenant) => tenant.name)).toEqual(["acme", "globex", "initech"]);
   });
 

@@ -76,7 +76,7 @@ describe("the embedded PostgreSQL (no DATABASE_URL)", () => {
   it("is a real server: a second handle (another process would do the same) sees the same rows, with LISTEN/NOTIFY across connections", async () => {
     const other = await openDatabase({ databaseUrl: service.embedded?.url, poolSize: 2 });
     try {
-      const [row] = await other.query<{ name: string }>("select name from tenants where id = $1", [tenant.tenantId]);
+      const [row] = await other.query<{ name: string }>("select name from webhook_outbox.tenants where id = $1", [tenant.tenantId]);
       expect(row?.name).toBe("embedded");
       let heard = 0;
       const unlisten = await other.listen("wo_embedded_probe", () => heard++);

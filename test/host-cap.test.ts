@@ -50,7 +50,7 @@ describe("a hanging destination", () => {
     const [waiting] = await testDb.database.query<{ pending: number; spent: number }>(
       `select count(*) filter (where d.status = 'pending')::int as pending,
               coalesce(sum(d.attempt_count) filter (where d.status = 'pending'), 0)::int as spent
-       from webhook_deliveries d join jobs j on j.id = d.job_id where j.webhook_url = $1`,
+       from webhook_outbox.webhook_deliveries d join webhook_outbox.jobs j on j.id = d.job_id where j.webhook_url = $1`,
       [slow.url],
     );
     expect(waiting).toEqual({ pending: 28, spent: 0 });

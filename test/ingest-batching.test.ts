@@ -66,13 +66,13 @@ async function storedJobs(prompts: string[]): Promise<StoredJob[]> {
   return testDb.database.query<StoredJob>(
     `select id, tenant_id, prompt, status, webhook_url, created_at, deadline_at, xmin::text as transaction,
             extract(epoch from deadline_at - updated_at) * 1000 as deadline_ms
-     from jobs where prompt = any($1::text[])`,
+     from webhook_outbox.jobs where prompt = any($1::text[])`,
     [prompts],
   );
 }
 
 async function storedProjects(jobId: string): Promise<Array<{ id: string; index: number; status: string; seed: string | null }>> {
-  return testDb.database.query("select id, index, status, seed from job_projects where job_id = $1 order by index", [jobId]);
+  return testDb.database.query("select id, index, status, seed from webhook_outbox.job_projects where job_id = $1 order by index", [jobId]);
 }
 
 describe("create batching", () => {
@@ -155,7 +155,7 @@ describe("create batching", () => {
     expect(counts.get("job_insert")).toBe(7);
     const stored = await storedJobs([...good, "shared bad tenant"]);
     expect(stored.map((job) => job.prompt).sort()).toEqual(good);
-    const [{ count }] = (await testDb.database.query<{ count: string }>("select count(*) from jobs where prompt like 'shared bad%'")) as [
+    const [{ count }] = (await testDb.database.query<{ count: string }>("select count(*) from webhook_outbox.jobs where prompt like 'shared bad%'")) as [
       { count: string },
     ];
     expect(count).toBe("0");
@@ -165,7 +165,7 @@ describe("create batching", () => {
   it("refuses a create whose key is revoked or another tenant's, alone and writing nothing, in a shared statement", async () => {
     const other = await createTenant(testDb.database, "ingest other");
     const doomed = await createApiKey(testDb.database, tenant.tenantId);
-    await testDb.database.query("update api_keys set revoked_at = now() where prefix = $1", [doomed.prefix]);
+    await testDb.database.query("update webhook_outbox.api_keys set revoked_at = now() where prefix = $1", [doomed.prefix]);
     const counts = new Map<string, number>();
     const service = serviceCounting(counts);
 

@@ -35,7 +35,7 @@ afterAll(async () => {
 
 async function jobsWithPrompt(prompt: string): Promise<number> {
   const [row] = await testDb.database.query<{ count: string }>(
-    "select count(*) from jobs j join job_projects p on p.job_id = j.id where j.prompt = $1",
+    "select count(*) from webhook_outbox.jobs j join webhook_outbox.job_projects p on p.job_id = j.id where j.prompt = $1",
     [prompt],
   );
   return Number(row?.count);
@@ -121,7 +121,7 @@ describe("API keys on the ingest path", () => {
 
   it("refuses a key the service has cached from the request after a revocation written in SQL", async () => {
     const { key, client } = await cachedKey("sql");
-    await testDb.database.query("update api_keys set revoked_at = now() where prefix = $1", [key.prefix]);
+    await testDb.database.query("update webhook_outbox.api_keys set revoked_at = now() where prefix = $1", [key.prefix]);
     await expectRefusedEverywhere(client, "sql");
   });
 
@@ -131,7 +131,7 @@ describe("API keys on the ingest path", () => {
     await revoker.connect();
     try {
       await revoker.query("begin");
-      await revoker.query("update api_keys set revoked_at = now() where prefix = $1", [key.prefix]);
+      await revoker.query("update webhook_outbox.api_keys set revoked_at = now() where prefix = $1", [key.prefix]);
       const create = client.post("/api/v1/generate", { prompt: "racing after" });
       // The create's statement waits for the revoking transaction's lock on the key row.
       await eventually(

@@ -146,12 +146,12 @@ describe("bad requests", () => {
     ["credentials in URL", { prompt: "x", webhookUrl: "https://user:pw@example.com/hook" }, "WEBHOOK_URL_REJECTED"],
   ];
   it.each(cases)("rejects %s with 400 and a code", async (_name, body, code) => {
-    const before = await testDb.database.query<{ n: string }>("select count(*) as n from jobs");
+    const before = await testDb.database.query<{ n: string }>("select count(*) as n from webhook_outbox.jobs");
     const response = await harness.api.post("/api/v1/generate", body);
     expect(response.status).toBe(400);
     expect(response.body.error.code).toBe(code);
     expect(response.body.error.message).toEqual(expect.any(String));
-    const after = await testDb.database.query<{ n: string }>("select count(*) as n from jobs");
+    const after = await testDb.database.query<{ n: string }>("select count(*) as n from webhook_outbox.jobs");
     expect(after[0]?.n).toBe(before[0]?.n);
   });
 

@@ -64,7 +64,7 @@ const recordAttempts = (workerId: string, records: AttemptRecord[]) => recordWit
 
 async function expireLeases(): Promise<void> {
   await testDb.database.query(
-    "update webhook_deliveries set locked_until = now() - interval '1 second', next_attempt_at = now() - interval '1 second' where status = 'delivering'",
+    "update webhook_outbox.webhook_deliveries set locked_until = now() - interval '1 second', next_attempt_at = now() - interval '1 second' where status = 'delivering'",
   );
 }
 
@@ -113,7 +113,7 @@ describe("leases", () => {
   it("claims the payload frozen at enqueue, not the job as it is at send time", async () => {
     const jobId = await completedJob();
     const [enqueued] = await deliveriesOf(testDb.database, jobId);
-    await testDb.database.query("update job_projects set video_url = 'https://cdn.example.com/rewritten.mp4' where job_id = $1", [jobId]);
+    await testDb.database.query("update webhook_outbox.job_projects set video_url = 'https://cdn.example.com/rewritten.mp4' where job_id = $1", [jobId]);
     const claimed = await claim("worker-frozen", 100, 60_000);
     const mine = claimed.find((delivery) => delivery.id === enqueued?.id);
     expect(JSON.parse(mine?.body ?? "{}")).toEqual(enqueued?.payload);
@@ -196,7 +196,7 @@ describe("leases", () => {
       // At its cap, the destination's last row waits, its attempt unspent.
       expect(await claim("worker-c", 10, 60_000, 3)).toEqual([]);
       const [waiting] = await testDb.database.query<{ status: string; attempt_count: number }>(
-        "select status, attempt_count from webhook_deliveries where id = $1",
+        "select status, attempt_count from webhook_outbox.webhook_deliveries where id = $1",
         [busy[3]?.id],
       );
       expect(waiting).toEqual({ status: "pending", attempt_count: 0 });
@@ -237,13 +237,13 @@ describe("leases", () => {
       [...(await deliveriesOf(testDb.database, first)), ...(await deliveriesOf(testDb.database, second))].map((d) => d.id).sort(),
     );
     const active = await testDb.database.query<{ secret: string }>(
-      "select secret from signing_secrets where tenant_id = $1 order by created_at desc",
+      "select secret from webhook_outbox.signing_secrets where tenant_id = $1 order by created_at desc",
       [claimed[0]?.tenant_id],
     );
     expect(active.length).toBeGreaterThan(0);
     for (const delivery of claimed) expect(delivery.secrets).toEqual(active.map((row) => row.secret));
 
-    await testDb.database.query("update signing_secrets set expires_at = now() - interval '1 second' where tenant_id = $1", [
+    await testDb.database.query("update webhook_outbox.signing_secrets set expires_at = now() - interval '1 second' where tenant_id = $1", [
       claimed[0]?.tenant_id,
     ]);
     const third = await completedJob();

@@ -76,7 +76,7 @@ describe("GET /metrics", () => {
       [1, 2].map(() => harness.api.post("/api/v1/generate", { prompt: "queued", webhookUrl: "http://127.0.0.1:9/never" })),
     );
     for (const job of jobs) await harness.api.finishJob(job.body.jobId, 1, "completed");
-    await testDb.database.query("update webhook_deliveries set next_attempt_at = now() - interval '60 seconds' where status = 'pending'");
+    await testDb.database.query("update webhook_outbox.webhook_deliveries set next_attempt_at = now() - interval '60 seconds' where status = 'pending'");
 
     const after = (await scrape()).text;
     expect(sample(after, 'webhook_outbox_queue_depth{status="pending"}')).toBe(2);

@@ -64,11 +64,11 @@ describe("/healthz and /readyz", () => {
   });
 
   it("is not ready when the applied migrations are older than the newest this build ships", async () => {
-    await database.query("update drizzle.__drizzle_migrations set created_at = created_at - 1");
+    await database.query("update webhook_outbox.__drizzle_migrations set created_at = created_at - 1");
     const stale = await fetch(`${service.url}/readyz`);
     expect(stale.status).toBe(503);
     expect(((await stale.json()) as ErrorJson).error.code).toBe("MIGRATIONS_PENDING");
-    await database.query("update drizzle.__drizzle_migrations set created_at = created_at + 1");
+    await database.query("update webhook_outbox.__drizzle_migrations set created_at = created_at + 1");
     expect((await fetch(`${service.url}/readyz`)).status).toBe(200);
   });
 

@@ -61,7 +61,7 @@ beforeAll(async () => {
   await run(join(ROOT, "node_modules/.bin/tsc"), ["-p", join(ROOT, "tsconfig.build.json"), "--outDir", join(appDir, "dist")], { cwd: ROOT });
   testDb = await createTestDatabase();
   // Back to an empty database: the migrate step below must find migrations/ from dist/.
-  await testDb.database.query("drop schema drizzle cascade; drop schema public cascade; create schema public");
+  await testDb.database.query("drop schema webhook_outbox cascade");
 }, 300_000);
 
 afterAll(async () => {
@@ -100,7 +100,7 @@ describe("the image's start command on a production-only install", () => {
       env: { PATH: process.env.PATH ?? "", DATABASE_URL: testDb.url },
     });
     expect(stdout).toBe("migrations applied\n");
-    expect(await testDb.database.query("select 1 from webhook_deliveries limit 1")).toEqual([]);
+    expect(await testDb.database.query("select 1 from webhook_outbox.webhook_deliveries limit 1")).toEqual([]);
   });
 
   it("serves with the Dockerfile's CMD, becomes ready, and exits 0 on SIGTERM", async () => {

@@ -72,7 +72,7 @@ describe("the service after every BEGIN failed for a while", () => {
     const created = await harness.api.post("/api/v1/generate", { prompt: "failover", webhookUrl: "http://127.0.0.1:9/hook" });
     await harness.api.finishJob(created.body.jobId, 1, "completed");
     const [row] = await testDb.database.query<{ id: string }>(
-      `update webhook_deliveries set status = 'failed', next_attempt_at = null, finished_at = now()
+      `update webhook_outbox.webhook_deliveries set status = 'failed', next_attempt_at = null, finished_at = now()
        where job_id = $1 returning id`,
       [created.body.jobId],
     );

@@ -39,7 +39,7 @@ afterAll(async () => {
 });
 
 async function refreshDeliveries(): Promise<void> {
-  const rows = await testDb.database.query<{ id: string }>("select id from webhook_deliveries order by created_at");
+  const rows = await testDb.database.query<{ id: string }>("select id from webhook_outbox.webhook_deliveries order by created_at");
   deliveryIds.splice(0, deliveryIds.length, ...rows.map((row) => row.id));
 }
 
@@ -394,10 +394,10 @@ const anyRequest = fc.oneof(
 async function digest(): Promise<string> {
   const rows = await testDb.database.query<{ digest: string }>(`
     select md5(coalesce(string_agg(row, E'\\n' order by row), '')) as digest from (
-      select j::text as row from jobs j
-      union all select p::text from job_projects p
-      union all select d::text from webhook_deliveries d
-      union all select a::text from webhook_delivery_attempts a
+      select j::text as row from webhook_outbox.jobs j
+      union all select p::text from webhook_outbox.job_projects p
+      union all select d::text from webhook_outbox.webhook_deliveries d
+      union all select a::text from webhook_outbox.webhook_delivery_attempts a
     ) everything`);
   return rows[0]?.digest ?? "";
 }
@@ -406,16 +406,16 @@ async function digest(): Promise<string> {
 async function broken(): Promise<Record<string, number>> {
   const [row] = await testDb.database.query<Record<string, number>>(`
     select
-      (select count(*)::int from jobs j where not exists (select 1 from job_projects p where p.job_id = j.id)) as "job without projects",
-      (select count(*)::int from (select job_id from job_projects group by job_id having max(index) + 1 <> count(*)) gaps)
+      (select count(*)::int from webhook_outbox.jobs j where not exists (select 1 from webhook_outbox.job_projects p where p.job_id = j.id)) as "job without projects",
+      (select count(*)::int from (select job_id from webhook_outbox.job_projects group by job_id having max(index) + 1 <> count(*)) gaps)
         as "projects not numbered 0..n-1",
-      (select count(*)::int from jobs j where (j.status in ('completed', 'partial', 'failed')) <> not exists (
-        select 1 from job_projects p where p.job_id = j.id and p.status not in ('completed', 'failed'))) as "job status disagrees with its projects",
-      (select count(*)::int from jobs j where j.status in ('completed', 'partial', 'failed') and j.webhook_url is not null
-        and not exists (select 1 from webhook_deliveries d where d.job_id = j.id)) as "terminal job without its delivery",
-      (select count(*)::int from jobs j where j.status in ('queued', 'processing')
-        and exists (select 1 from webhook_deliveries d where d.job_id = j.id)) as "open job with a delivery",
-      (select count(*)::int from (select job_id from webhook_deliveries where job_id is not null group by job_id, event_type having count(*) > 1) twice)
+      (select count(*)::int from webhook_outbox.jobs j where (j.status in ('completed', 'partial', 'failed')) <> not exists (
+        select 1 from webhook_outbox.job_projects p where p.job_id = j.id and p.status not in ('completed', 'failed'))) as "job status disagrees with its projects",
+      (select count(*)::int from webhook_outbox.jobs j where j.status in ('completed', 'partial', 'failed') and j.webhook_url is not null
+        and not exists (select 1 from webhook_outbox.webhook_deliveries d where d.job_id = j.id)) as "terminal job without its delivery",
+      (select count(*)::int from webhook_outbox.jobs j where j.status in ('queued', 'processing')
+        and exists (select 1 from webhook_outbox.webhook_deliveries d where d.job_id = j.id)) as "open job with a delivery",
+      (select count(*)::int from (select job_id from webhook_outbox.webhook_deliveries where job_id is not null group by job_id, event_type having count(*) > 1) twice)
         as "two deliveries of one event"`);
   return row ?? {};
 }
@@ -467,7 +467,7 @@ describe("every route, given generated requests", () => {
           const body = JSON.parse(response.text) as { jobId?: string; generation_id?: string };
           const id = body.jobId ?? body.generation_id ?? "";
           jobIds.push(id);
-          const [projects] = await testDb.database.query<{ n: number }>("select count(*)::int as n from job_projects where job_id = $1", [id]);
+          const [projects] = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.job_projects where job_id = $1", [id]);
           expect(projects?.n, `${what}: projects of the new job`).toBe(request.creates);
         }
         if (request.method === "PATCH" && response.status === 200) await refreshDeliveries();
@@ -480,7 +480,7 @@ describe("every route, given generated requests", () => {
     expect(statuses.get(202) ?? 0, JSON.stringify([...statuses])).toBeGreaterThan(10);
     expect(statuses.get(400) ?? 0, JSON.stringify([...statuses])).toBeGreaterThan(50);
     const [terminal] = await testDb.database.query<{ n: number }>(
-      "select count(*)::int as n from jobs where status in ('completed', 'partial', 'failed') and webhook_url is not null",
+      "select count(*)::int as n from webhook_outbox.jobs where status in ('completed', 'partial', 'failed') and webhook_url is not null",
     );
     expect(terminal?.n, "terminal jobs with a webhook URL").toBeGreaterThan(5);
   });

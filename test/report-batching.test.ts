@@ -52,7 +52,7 @@ async function newJob(projectCount = 1): Promise<string> {
 const completed: ProjectUpdate = { status: "completed", videoUrl: "https://cdn.example.com/v.mp4" };
 
 async function jobStatus(jobId: string): Promise<string | undefined> {
-  const [row] = await testDb.database.query<{ status: string }>("select status from jobs where id = $1", [jobId]);
+  const [row] = await testDb.database.query<{ status: string }>("select status from webhook_outbox.jobs where id = $1", [jobId]);
   return row?.status;
 }
 
@@ -113,7 +113,7 @@ describe("report batching", () => {
     expect((results[4] as PromiseRejectedResult).reason).toMatchObject({ status: 404 });
     for (const jobId of good) expect(await jobStatus(jobId)).toBe("completed");
     expect(await jobStatus(bad)).toBe("queued");
-    const [project] = await testDb.database.query<{ status: string }>("select status from job_projects where job_id = $1", [bad]);
+    const [project] = await testDb.database.query<{ status: string }>("select status from webhook_outbox.job_projects where job_id = $1", [bad]);
     expect(project?.status).toBe("queued");
     expect(await deliveriesOf(testDb.database, bad)).toHaveLength(0);
   });

@@ -58,7 +58,7 @@ function interleavedDatabase(reads: string[], interleave: (jobId: string, round:
 }
 
 const touchJob = async (jobId: string) => {
-  await testDb.database.query("update jobs set updated_at = now() where id = $1", [jobId]);
+  await testDb.database.query("update webhook_outbox.jobs set updated_at = now() where id = $1", [jobId]);
 };
 
 describe("the report write", () => {
@@ -84,7 +84,7 @@ describe("the report write", () => {
     const completeOther = async (id: string, round: number) => {
       if (round !== 1) return;
       await testDb.database.query(
-        "update job_projects set status = 'completed', updated_at = now() where job_id = $1 and index = 1",
+        "update webhook_outbox.job_projects set status = 'completed', updated_at = now() where job_id = $1 and index = 1",
         [id],
       );
       await touchJob(id);
@@ -93,7 +93,7 @@ describe("the report write", () => {
     // A write from the stale read would have settled the job as processing and lost its webhook.
     expect(reads).toHaveLength(2);
     expect(view.status).toBe("completed");
-    const [job] = await testDb.database.query<{ status: string }>("select status from jobs where id = $1", [jobId]);
+    const [job] = await testDb.database.query<{ status: string }>("select status from webhook_outbox.jobs where id = $1", [jobId]);
     expect(job?.status).toBe("completed");
     const deliveries = await deliveriesOf(testDb.database, jobId);
     expect(deliveries).toHaveLength(1);
@@ -103,13 +103,13 @@ describe("the report write", () => {
   it("writes nothing of a report whose project vanished after its read, and answers 404", async () => {
     const jobId = await newJob();
     const removeProject = async (id: string, round: number) => {
-      if (round === 1) await testDb.database.query("delete from job_projects where job_id = $1", [id]);
+      if (round === 1) await testDb.database.query("delete from webhook_outbox.job_projects where job_id = $1", [id]);
     };
     const report = jobService(interleavedDatabase([], removeProject)).updateProject(jobId, 0, { status: "completed" });
     await expect(report).rejects.toMatchObject({ status: 404, code: "PROJECT_NOT_FOUND" });
     // The job row must not have been settled on its own: a report writes all of itself or nothing.
     const [job] = await testDb.database.query<{ status: string; completed_at: Date | null }>(
-      "select status, completed_at from jobs where id = $1",
+      "select status, completed_at from webhook_outbox.jobs where id = $1",
       [jobId],
     );
     expect(job).toMatchObject({ status: "queued", completed_at: null });
@@ -120,7 +120,7 @@ describe("the report write", () => {
     const jobId = await newJob();
     const view = await jobService(testDb.database).updateProject(jobId, 0, { status: "failed", error: { code: "UNSAFE_CONTENT" } });
     const [job] = await testDb.database.query<{ completed_at: Date; updated_at: Date }>(
-      "select completed_at, updated_at from jobs where id = $1",
+      "select completed_at, updated_at from webhook_outbox.jobs where id = $1",
       [jobId],
     );
     const [delivery] = await deliveriesOf(testDb.database, jobId);

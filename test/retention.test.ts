@@ -25,14 +25,14 @@ afterAll(async () => {
 /** A delivery (with `attempts` attempt rows) created and, when finished, finished `daysAgo` days ago. */
 async function seedDelivery(status: "pending" | "delivering" | "succeeded" | "failed", daysAgo: number, attempts = 2): Promise<string> {
   const [job] = await database.query<{ id: string }>(
-    `insert into jobs (tenant_id, api_flavor, prompt, status, webhook_url, completed_at, deadline_at, created_at)
+    `insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, completed_at, deadline_at, created_at)
      values ($1, 'nouvel', 'old', 'completed', 'https://example.com/hook', now(), now(), now() - $2 * interval '1 day')
      returning id`,
     [tenantId, daysAgo],
   );
   const open = status === "pending" || status === "delivering";
   const [delivery] = await database.query<{ id: string }>(
-    `insert into webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
+    `insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
        retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', 'https://example.com/hook', '{}', $3::text, $4, 5, '{0,10,10,10,10}', 10000, 10000,
        case when $5 then now() + interval '1 hour' end,
@@ -43,7 +43,7 @@ async function seedDelivery(status: "pending" | "delivering" | "succeeded" | "fa
   );
   for (let number = 1; number <= attempts; number++) {
     await database.query(
-      `insert into webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, outcome)
+      `insert into webhook_outbox.webhook_delivery_attempts (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, outcome)
        values ($1, $2, 'worker', now() - $3 * interval '1 day', now() - $3 * interval '1 day', 5, 'retry')`,
       [delivery?.id, number, daysAgo],
     );
@@ -52,9 +52,9 @@ async function seedDelivery(status: "pending" | "delivering" | "succeeded" | "fa
 }
 
 async function remaining(ids: string[]): Promise<{ deliveries: string[]; attempts: Record<string, number> }> {
-  const deliveries = await database.query<{ id: string }>("select id from webhook_deliveries where id = any($1::uuid[])", [ids]);
+  const deliveries = await database.query<{ id: string }>("select id from webhook_outbox.webhook_deliveries where id = any($1::uuid[])", [ids]);
   const attempts = await database.query<{ delivery_id: string; n: number }>(
-    "select delivery_id, count(*)::int as n from webhook_delivery_attempts where delivery_id = any($1::uuid[]) group by delivery_id",
+    "select delivery_id, count(*)::int as n from webhook_outbox.webhook_delivery_attempts where delivery_id = any($1::uuid[]) group by delivery_id",
     [ids],
   );
   return {
@@ -86,7 +86,7 @@ describe("delivery retention", () => {
     const after = await remaining(all);
     expect(after.deliveries).toEqual([...kept].sort());
     expect(after.attempts).toEqual(Object.fromEntries(kept.map((id) => [id, 2])));
-    const jobs = await database.query<{ n: number }>("select count(*)::int as n from jobs where tenant_id = $1", [tenantId]);
+    const jobs = await database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.jobs where tenant_id = $1", [tenantId]);
     expect(jobs[0]?.n).toBe(all.length); // jobs are not the deliveries' to delete
 
     expect(await pruneFinishedDeliveries(database, { retentionMs: 30 * DAY_MS })).toBe(0);

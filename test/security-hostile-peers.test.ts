@@ -219,7 +219,7 @@ describe("the HTTP server, given a slow client", () => {
     trickle(socket, body); // 100 s to send in full
     const { received } = await closed;
     expect(received).toMatch(/^HTTP\/1\.1 408 /);
-    const jobs = await testDb.database.query<{ n: number }>("select count(*)::int as n from jobs");
+    const jobs = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.jobs");
     expect(jobs[0]?.n).toBe(0);
   });
 

@@ -36,12 +36,12 @@ async function raw(path: string, init: RequestInit & { token?: string } = {}) {
 const json = { "content-type": "application/json" };
 
 async function jobCount(): Promise<number> {
-  const rows = await testDb.database.query<{ n: number }>("select count(*)::int as n from jobs");
+  const rows = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.jobs");
   return rows[0]?.n ?? -1;
 }
 
 async function deliveryCount(jobId: string): Promise<number> {
-  const rows = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where job_id = $1", [jobId]);
+  const rows = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where job_id = $1", [jobId]);
   return rows[0]?.n ?? -1;
 }
 

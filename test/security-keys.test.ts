@@ -40,7 +40,7 @@ describe("API keys", () => {
     const seen = await harness.api.withKey(apiKey).get(`/api/v1/jobs/${job.body.jobId}`);
     expect(seen.status).toBe(200);
 
-    const rows = await testDb.database.query<Record<string, unknown>>("select * from api_keys where prefix = $1", [prefix]);
+    const rows = await testDb.database.query<Record<string, unknown>>("select * from webhook_outbox.api_keys where prefix = $1", [prefix]);
     expect(rows).toHaveLength(1);
     expect(rows[0]?.key_hash).toBe(createHash("sha256").update(apiKey).digest("hex"));
     expect(JSON.stringify(rows)).not.toContain(apiKey);
@@ -152,9 +152,9 @@ describe("signing-secret rotation", () => {
 
     // The default SECRET_ROTATION_OVERLAP is 24 hours, recorded on the old secret's row.
     const rows = await testDb.database.query<{ secret: string; overlap_s: number | null; new_expiry: string | null }>(
-      `select secret, extract(epoch from expires_at - (select created_at from signing_secrets where secret = $2))::float8 as overlap_s,
+      `select secret, extract(epoch from expires_at - (select created_at from webhook_outbox.signing_secrets where secret = $2))::float8 as overlap_s,
               expires_at as new_expiry
-       from signing_secrets where tenant_id = $1`,
+       from webhook_outbox.signing_secrets where tenant_id = $1`,
       [harness.tenant.tenantId, newSecret],
     );
     expect(rows.find((row) => row.secret === oldSecret)?.overlap_s).toBe(24 * 3600);
@@ -181,7 +181,7 @@ describe("signing-secret rotation", () => {
   });
 
   it("names the tenant by name as well as by id, and refuses an unknown one", async () => {
-    const [tenant] = await testDb.database.query<{ name: string }>("select name from tenants where id = $1", [harness.tenant.tenantId]);
+    const [tenant] = await testDb.database.query<{ name: string }>("select name from webhook_outbox.tenants where id = $1", [harness.tenant.tenantId]);
     const named = await cli(["tenant", "list-keys", tenant?.name ?? "?"]);
     expect(named.code).toBe(0);
     expect(named.stdout).toContain(harness.tenant.apiKey.slice(0, 11));

@@ -123,10 +123,10 @@ describe("a failed query's values", () => {
     expect(log.lines).toHaveLength(3);
     expectNoneOf(log.text, [prompt, urlToken, "00000000-0000-4000-8000-00000000beef"]);
     const line = JSON.parse(log.lines[0] ?? "{}") as { err: { message: string; cause: Record<string, unknown> } };
-    expect(line.err.message).toMatch(/^Failed query: insert into "jobs"/);
+    expect(line.err.message).toMatch(/^Failed query: insert into "webhook_outbox"."jobs"/);
     expect(line.err.cause).toMatchObject({ code: "23503", constraint: "jobs_tenant_fk", table: "jobs" });
     expect(line.err.cause.detail).toBeUndefined();
-    expect(JSON.parse(log.lines[1] ?? "{}").msg).toMatch(/^Failed query: insert into "jobs"/);
+    expect(JSON.parse(log.lines[1] ?? "{}").msg).toMatch(/^Failed query: insert into "webhook_outbox"."jobs"/);
   });
 
   it("keep the names a Postgres error message quotes, and cut the values it quotes", async () => {
@@ -187,13 +187,13 @@ describe("a running service, handed the internal token and customers' data in od
     await testDb.database.query(`
       create function refuse_job() returns trigger language plpgsql as $$
       begin raise exception 'refused' using detail = new.prompt || ' ' || new.webhook_url; end $$;
-      create trigger refuse_job before insert on jobs for each row execute function refuse_job();`);
+      create trigger refuse_job before insert on webhook_outbox.jobs for each row execute function refuse_job();`);
     try {
       const api = new ApiClient(service.url ?? "", tenant.apiKey);
       const response = await api.post("/api/v1/generate", { prompt, webhookUrl: `http://127.0.0.1:9/in?token=${urlToken}` });
       expect(response.status).toBe(500);
     } finally {
-      await testDb.database.query("drop trigger refuse_job on jobs; drop function refuse_job();");
+      await testDb.database.query("drop trigger refuse_job on webhook_outbox.jobs; drop function refuse_job();");
     }
     const failure = log.lines.find((line) => line.includes("unhandled error"));
     expect(failure).toBeDefined();

@@ -60,7 +60,7 @@ describe("API_RATE_LIMIT", () => {
       expect(refused.headers.get("ratelimit-limit")).toBe(String(LIMIT));
     }
     expect((await viaSecond.post("/api/v1/generate", { prompt: "over the limit" })).status).toBe(429);
-    const jobs = await testDb.database.query("select 1 from jobs where tenant_id = $1", [first.tenant.tenantId]);
+    const jobs = await testDb.database.query("select 1 from webhook_outbox.jobs where tenant_id = $1", [first.tenant.tenantId]);
     expect(jobs).toHaveLength(1);
   });
 
@@ -72,10 +72,10 @@ describe("API_RATE_LIMIT", () => {
   });
 
   it("never counts internal reports or webhook deliveries", async () => {
-    const [job] = await testDb.database.query<{ id: string }>("select id from jobs where tenant_id = $1", [first.tenant.tenantId]);
+    const [job] = await testDb.database.query<{ id: string }>("select id from webhook_outbox.jobs where tenant_id = $1", [first.tenant.tenantId]);
     if (!job) throw new Error("no job");
     const counter = () =>
-      testDb.database.query<{ points: number }>("select points from api_rate_limits where key = $1", [
+      testDb.database.query<{ points: number }>("select points from webhook_outbox.api_rate_limits where key = $1", [
         `api:${first.tenant.apiKey.slice(0, 11)}`,
       ]);
     const before = await counter();

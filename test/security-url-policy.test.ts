@@ -249,7 +249,7 @@ describe("job creation through the API applies the same policy", () => {
       expect(response.body.error.code, url).toBe(code);
       if (code === "WEBHOOK_URL_REJECTED") expect(response.body.error.message, url).toContain(reason);
     }
-    const rows = await testDb.database.query("select 1 from jobs");
+    const rows = await testDb.database.query("select 1 from webhook_outbox.jobs");
     expect(rows).toHaveLength(0);
   });
 

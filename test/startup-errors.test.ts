@@ -147,7 +147,7 @@ describe("an HTTP port that is taken", () => {
     ]);
 
     const deliveries = await testDb.database.query<{ status: string; attempt_count: number; locked_by: string | null }>(
-      "select status, attempt_count, locked_by from webhook_deliveries where job_id = $1",
+      "select status, attempt_count, locked_by from webhook_outbox.webhook_deliveries where job_id = $1",
       [created.body.jobId],
     );
     expect(deliveries).toEqual([{ status: "pending", attempt_count: 0, locked_by: null }]);

@@ -174,7 +174,7 @@ describe("the Veo3 surface, end to end through a receiver written like the seed'
   });
 
   it("refuses bad input with a JSON error and writes nothing", async () => {
-    const before = await testDb.database.query<{ n: number }>("select count(*)::int as n from jobs");
+    const before = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.jobs");
     const cases: Array<[unknown, number, string]> = [
       [{}, 400, "VALIDATION_FAILED"],
       [{ prompt: "x", callback_url: "not a url" }, 400, "WEBHOOK_URL_REJECTED"],
@@ -185,7 +185,7 @@ describe("the Veo3 surface, end to end through a receiver written like the seed'
       const response = await harness.api.post("/v1/veo/generate", body);
       expect([response.status, response.body.error?.code]).toEqual([status, code]);
     }
-    const after = await testDb.database.query<{ n: number }>("select count(*)::int as n from jobs");
+    const after = await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.jobs");
     expect(after).toEqual(before);
   });
 

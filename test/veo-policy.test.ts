@@ -24,7 +24,7 @@ afterAll(async () => {
 
 async function policyOf(jobId: string): Promise<PolicyRow | undefined> {
   const [row] = await testDb.database.query<PolicyRow>(
-    "select max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms from webhook_deliveries where job_id = $1",
+    "select max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms from webhook_outbox.webhook_deliveries where job_id = $1",
     [jobId],
   );
   return row;

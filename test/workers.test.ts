@@ -51,7 +51,7 @@ describe("two worker processes on one database", () => {
 
     await eventually(async () => {
       const [row] = await testDb.database.query<{ n: number }>(
-        "select count(*)::int as n from webhook_deliveries where status = 'succeeded'",
+        "select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'",
       );
       return row?.n === JOBS ? true : undefined;
     }, 60_000, "every delivery to succeed");
@@ -63,7 +63,7 @@ describe("two worker processes on one database", () => {
     expect(jobsSeen).toEqual(new Set(jobIds));
 
     const attempts = await testDb.database.query<{ worker_id: string; n: number }>(
-      "select worker_id, count(*)::int as n from webhook_delivery_attempts group by worker_id",
+      "select worker_id, count(*)::int as n from webhook_outbox.webhook_delivery_attempts group by worker_id",
     );
     expect(attempts.reduce((sum, row) => sum + row.n, 0)).toBe(JOBS);
     expect(attempts.length).toBe(2);

@@ -26,13 +26,13 @@ export async function seedDueDeliveries(
   for (let done = 0; done < count; done += CHUNK) {
     await database.query(
       `with j as (
-         insert into jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at, completed_at)
+         insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at, completed_at)
          select $1, 'nouvel', 'bench', 'completed', ($2::text[])[1 + (g + $11::int) % cardinality($2::text[])],
                 now() + interval '1 hour', now()
          from generate_series(1, $3::int) g
          returning id, webhook_url
        )
-       insert into webhook_deliveries
+       insert into webhook_outbox.webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
        select $1, j.id, $4, j.webhook_url, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
               coalesce($10::timestamptz, now())
@@ -52,8 +52,8 @@ export async function seedDueDeliveries(
       ],
     );
   }
-  await database.query("vacuum analyze jobs");
-  await database.query("vacuum analyze webhook_deliveries");
+  await database.query("vacuum analyze webhook_outbox.jobs");
+  await database.query("vacuum analyze webhook_outbox.webhook_deliveries");
 }
 
 /**
@@ -65,12 +65,12 @@ export async function seedOpenJobs(database: Database, tenantId: string, url: st
   for (let done = 0; done < count; done += CHUNK) {
     const rows = await database.query<{ id: string }>(
       `with j as (
-         insert into jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at)
+         insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at)
          select $1, 'nouvel', 'bench', 'processing', $2, now() + interval '1 hour'
          from generate_series(1, $3::int)
          returning id
        ), p as (
-         insert into job_projects (job_id, index, status, video_url, seed)
+         insert into webhook_outbox.job_projects (job_id, index, status, video_url, seed)
          select j.id, 0, 'completed', 'https://cdn.example.com/videos/' || j.id || '/0.mp4', 424242 from j
          union all
          select j.id, 1, 'processing', null, 424242 from j
@@ -80,7 +80,7 @@ export async function seedOpenJobs(database: Database, tenantId: string, url: st
     );
     ids.push(...rows.map((row) => row.id));
   }
-  await database.query("vacuum analyze jobs");
-  await database.query("vacuum analyze job_projects");
+  await database.query("vacuum analyze webhook_outbox.jobs");
+  await database.query("vacuum analyze webhook_outbox.job_projects");
   return ids;
 }

@@ -68,23 +68,23 @@ function clientQuery(client: pg.Client): Query {
 async function dropIndexesForLoad(client: pg.Client): Promise<string[]> {
   const referencing = await client.query<{ table: string; name: string; definition: string }>(
     `select conrelid::regclass::text as table, conname as name, pg_get_constraintdef(oid) as definition
-     from pg_constraint where contype = 'f' and confrelid = 'webhook_deliveries'::regclass`,
+     from pg_constraint where contype = 'f' and confrelid = 'webhook_outbox.webhook_deliveries'::regclass`,
   );
   const owned = await client.query<{ name: string; definition: string }>(
     `select conname as name, pg_get_constraintdef(oid) as definition
-     from pg_constraint where conrelid = 'webhook_deliveries'::regclass and contype in ('p', 'u')`,
+     from pg_constraint where conrelid = 'webhook_outbox.webhook_deliveries'::regclass and contype in ('p', 'u')`,
   );
   const plain = await client.query<{ name: string; definition: string }>(
     `select indexname as name, indexdef as definition from pg_indexes
-     where tablename = 'webhook_deliveries'
-       and indexname not in (select conname from pg_constraint where conrelid = 'webhook_deliveries'::regclass)`,
+     where schemaname = 'webhook_outbox' and tablename = 'webhook_deliveries'
+       and indexname not in (select conname from pg_constraint where conrelid = 'webhook_outbox.webhook_deliveries'::regclass)`,
   );
   const id = pg.escapeIdentifier;
   for (const fk of referencing.rows) await client.query(`alter table ${fk.table} drop constraint ${id(fk.name)}`);
-  for (const constraint of owned.rows) await client.query(`alter table webhook_deliveries drop constraint ${id(constraint.name)}`);
-  for (const index of plain.rows) await client.query(`drop index ${id(index.name)}`);
+  for (const constraint of owned.rows) await client.query(`alter table webhook_outbox.webhook_deliveries drop constraint ${id(constraint.name)}`);
+  for (const index of plain.rows) await client.query(`drop index webhook_outbox.${id(index.name)}`);
   return [
-    ...owned.rows.map((constraint) => `alter table webhook_deliveries add constraint ${id(constraint.name)} ${constraint.definition}`),
+    ...owned.rows.map((constraint) => `alter table webhook_outbox.webhook_deliveries add constraint ${id(constraint.name)} ${constraint.definition}`),
     ...plain.rows.map((index) => index.definition),
     ...referencing.rows.map((fk) => `alter table ${fk.table} add constraint ${id(fk.name)} ${fk.definition}`),
   ];
@@ -107,7 +107,7 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
   for (let done = 0; done < rows; done += CHUNK) {
     const size = Math.min(CHUNK, rows - done);
     await client.query(
-      `insert into webhook_deliveries
+      `insert into webhook_outbox.webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
           connect_timeout_ms, next_attempt_at, last_response_status, created_at, finished_at)
        select $1, gen_random_uuid(), $2, $3,
@@ -145,7 +145,7 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
   log(`claim: rebuilding indexes and constraints on ${rows} rows`);
   await client.query("set maintenance_work_mem = '256MB'");
   for (const statement of restore) await client.query(statement);
-  await client.query("vacuum analyze webhook_deliveries");
+  await client.query("vacuum analyze webhook_outbox.webhook_deliveries");
 }
 
 function planUsesIndex(plan: string): boolean {
@@ -179,7 +179,7 @@ export async function runClaim(settings: BenchSettings, rows: number, receiverUr
       await generate(client, tenant.tenantId, receiverUrl, rows, settings.claimPendingShare, log);
       const generateSeconds = (performance.now() - generateStarted) / 1000;
       const { rows: dueRows } = await client.query<{ n: number }>(
-        "select count(*)::int as n from webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()",
+        "select count(*)::int as n from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()",
       );
 
       const handle = clientQuery(client);

@@ -51,7 +51,7 @@ export async function runDestinations(
     const worker = spawnWorker(workerEnv(url, settings), settings.workerRuntime);
     const succeeded = async () => {
       if (worker.exitCode !== null) throw new Error("the worker process exited");
-      const [row] = await database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where status = 'succeeded'");
+      const [row] = await database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'");
       return row?.n ?? 0;
     };
     try {
@@ -66,13 +66,13 @@ export async function runDestinations(
       );
       const hangingUrls = urls.filter((_, i) => hang.includes(hosts[i] ?? ""));
       const [untouched] = await database.query<{ n: number }>(
-        "select count(*)::int as n from webhook_deliveries where url = any($1) and status = 'pending' and attempt_count = 0",
+        "select count(*)::int as n from webhook_outbox.webhook_deliveries where url = any($1) and status = 'pending' and attempt_count = 0",
         [hangingUrls],
       );
       const report = await receiver.report();
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
-        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
-                (extract(epoch from (select max(finished_at) from webhook_deliveries where status = 'succeeded')) * 1000)::float8 as last_ms`,
+        `select (extract(epoch from (select min(started_at) from webhook_outbox.webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
+                (extract(epoch from (select max(finished_at) from webhook_outbox.webhook_deliveries where status = 'succeeded')) * 1000)::float8 as last_ms`,
         [dueAt.toISOString()],
       );
       const elapsedMs = Number(span?.last_ms) - Number(span?.first_ms);

@@ -66,7 +66,7 @@ export async function runDrain(
     };
     const succeeded = async () => {
       alive();
-      const [row] = await database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where status = 'succeeded'");
+      const [row] = await database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'");
       return row?.n;
     };
     try {
@@ -83,7 +83,7 @@ export async function runDrain(
       } finally {
         await api.stop();
       }
-      await database.query("vacuum analyze webhook_deliveries");
+      await database.query("vacuum analyze webhook_outbox.webhook_deliveries");
       await receiver.report();
       const [resumed] = await database.query<{ at: string }>("select now()::text as at");
       pause(processes, false);
@@ -94,7 +94,7 @@ export async function runDrain(
         async () => {
           alive();
           const open = await database.query(
-            `select 1 from webhook_deliveries where status in ('pending', 'delivering') order by next_attempt_at limit 1`,
+            `select 1 from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering') order by next_attempt_at limit 1`,
           );
           return open.length === 0 ? Date.now() : undefined;
         },
@@ -105,8 +105,8 @@ export async function runDrain(
       if (total !== settings.warmup + n) throw new Error(`only ${total} of ${settings.warmup + n} deliveries succeeded`);
       const peak = Math.max(...processes.map((child) => peakRssMiB(child.pid) ?? Number.NaN));
       const [span] = await database.query<{ first_ms: number; last_ms: number }>(
-        `select (extract(epoch from (select min(started_at) from webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
-                (extract(epoch from (select max(finished_at) from webhook_deliveries)) * 1000)::float8 as last_ms`,
+        `select (extract(epoch from (select min(started_at) from webhook_outbox.webhook_delivery_attempts where started_at >= $1)) * 1000)::float8 as first_ms,
+                (extract(epoch from (select max(finished_at) from webhook_outbox.webhook_deliveries)) * 1000)::float8 as last_ms`,
         [resumed?.at],
       );
       const firstMs = Number(span?.first_ms);

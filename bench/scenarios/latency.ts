@@ -117,7 +117,7 @@ export async function runLatency(
       const complete = (jobId: string) =>
         jobService.updateProject(jobId, 1, { status: "completed", videoUrl: `https://cdn.example.com/videos/${jobId}/1.mp4` });
       const succeeded = async () =>
-        (await database.query<{ n: number }>("select count(*)::int as n from webhook_deliveries where status = 'succeeded'"))[0]?.n ?? 0;
+        (await database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'"))[0]?.n ?? 0;
 
       const processes = Array.from({ length: workers }, () => spawnWorker(workerEnv(url, settings), settings.workerRuntime));
       try {
@@ -158,7 +158,7 @@ export async function runLatency(
         const lateStarts = report.lateStarts;
 
         const jobOfDelivery = new Map(
-          (await database.query<{ id: string; job_id: string }>("select id, job_id from webhook_deliveries")).map((row) => [
+          (await database.query<{ id: string; job_id: string }>("select id, job_id from webhook_outbox.webhook_deliveries")).map((row) => [
             row.id,
             row.job_id,
           ]),

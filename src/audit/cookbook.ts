@@ -18,7 +18,7 @@ export const COOKBOOK = {
     params: [],
     sql: `select delivery_id, tenant_id, job_id, url, finished_at, attempt_count,
        last_attempt_status, last_attempt_error_kind, last_attempt_error
-from delivery_audit
+from webhook_outbox.delivery_audit
 where delivery_status = 'failed' and finished_at > now() - interval '1 hour'
 order by finished_at desc;`,
   },
@@ -27,8 +27,8 @@ order by finished_at desc;`,
     params: ["$1 job id"],
     sql: `select d.id as delivery_id, a.attempt_number, a.started_at, a.duration_ms, a.outcome,
        a.response_status, a.error_kind, a.error_message, a.worker_id
-from webhook_deliveries d
-join webhook_delivery_attempts a on a.delivery_id = d.id
+from webhook_outbox.webhook_deliveries d
+join webhook_outbox.webhook_delivery_attempts a on a.delivery_id = d.id
 where d.job_id = $1
 order by d.created_at, a.attempt_number;`,
   },
@@ -40,8 +40,8 @@ order by d.created_at, a.attempt_number;`,
        percentile_cont(0.5) within group (order by a.duration_ms) as p50_ms,
        percentile_cont(0.95) within group (order by a.duration_ms) as p95_ms,
        round(avg((a.outcome = 'succeeded')::int), 4) as success_rate
-from webhook_delivery_attempts a
-join webhook_deliveries d on d.id = a.delivery_id
+from webhook_outbox.webhook_delivery_attempts a
+join webhook_outbox.webhook_deliveries d on d.id = a.delivery_id
 where a.started_at >= $1 and a.started_at < $2
 group by 1
 order by attempts desc, host;`,
@@ -51,7 +51,7 @@ order by attempts desc, host;`,
     params: ["$1 minutes"],
     sql: `select id as delivery_id, tenant_id, job_id, url, status, attempt_count, max_attempts,
        created_at, next_attempt_at, locked_by, last_error, now() - created_at as age
-from webhook_deliveries
+from webhook_outbox.webhook_deliveries
 where status in ('pending', 'delivering') and created_at < now() - $1 * interval '1 minute'
 order by created_at;`,
   },
@@ -62,8 +62,8 @@ order by created_at;`,
        count(*) filter (where a.response_status >= 500) as responses_5xx,
        count(*) as attempts,
        max(a.started_at) filter (where a.response_status >= 500) as last_5xx_at
-from webhook_delivery_attempts a
-join webhook_deliveries d on d.id = a.delivery_id
+from webhook_outbox.webhook_delivery_attempts a
+join webhook_outbox.webhook_deliveries d on d.id = a.delivery_id
 where a.started_at >= $1
 group by d.url
 having count(*) filter (where a.response_status >= 500) > 0

@@ -27,6 +27,11 @@ export interface Database {
    * (a cut connection) never gives its connection back and the pool drains for good.
    */
   transactionDb<T>(work: (tx: Db) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` on a connection of its own, closed afterwards instead of going back to the pool:
+   * for work that changes its session (search_path, session-level advisory locks).
+   */
+  withSession<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
   /** Subscribes to a NOTIFY channel; reconnects on its own after a lost connection. */
   listen(channel: string, onNotify: () => void): Promise<Unlisten>;
   close(): Promise<void>;
@@ -73,6 +78,14 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
       ),
     transactionDb: <T>(work: (tx: Db) => Promise<T>) =>
       inTransaction(pool, (client) => work(drizzlePg(client, { schema }) as unknown as Db)),
+    withSession: async <T>(work: (client: pg.PoolClient) => Promise<T>) => {
+      const client = await pool.connect();
+      try {
+        return await work(client);
+      } finally {
+        client.release(true);
+      }
+    },
     listen: (channel, onNotify) => listenPostgres(url, channel, onNotify, options.onError),
     close: () => pool.end(),
   };

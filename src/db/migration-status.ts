@@ -35,11 +35,11 @@ export async function migrationStatus(database: Database): Promise<MigrationStat
   const newest = newestShipped();
   if (!newest) return { expected: null, current: true };
   const [table] = await database.query<{ present: boolean }>(
-    "select to_regclass('drizzle.__drizzle_migrations') is not null as present",
+    "select to_regclass('webhook_outbox.__drizzle_migrations') is not null as present",
   );
   if (!table?.present) return { expected: newest.tag, current: false };
   const [applied] = await database.query<{ newest: string | null }>(
-    "select max(created_at)::text as newest from drizzle.__drizzle_migrations",
+    "select max(created_at)::text as newest from webhook_outbox.__drizzle_migrations",
   );
   return { expected: newest.tag, current: applied?.newest != null && Number(applied.newest) >= newest.when };
 }

@@ -7,8 +7,7 @@ import {
   index,
   integer,
   jsonb,
-  pgTable,
-  pgView,
+  pgSchema,
   primaryKey,
   smallint,
   text,
@@ -50,13 +49,20 @@ const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date
 // Keyset cursors carry JS Dates (milliseconds), so paginated creation times are stored at that precision.
 const nowMs = sql`date_trunc('milliseconds', now())`;
 
-export const tenants = pgTable("tenants", {
+/**
+ * Every table, view and function of the product lives in this schema, so the outbox can share an
+ * application's database (and its `public` schema) without a name colliding. Raw SQL names it.
+ */
+export const OUTBOX_SCHEMA = "webhook_outbox";
+export const outboxSchema = pgSchema(OUTBOX_SCHEMA);
+
+export const tenants = outboxSchema.table("tenants", {
   id: uuid("id").primaryKey().defaultRandom(),
   name: text("name").notNull(),
   createdAt: tstz("created_at").notNull().defaultNow(),
 });
 
-export const apiKeys = pgTable(
+export const apiKeys = outboxSchema.table(
   "api_keys",
   {
     id: uuid("id").primaryKey().defaultRandom(),
@@ -75,7 +81,7 @@ export const apiKeys = pgTable(
   ],
 );
 
-export const signingSecrets = pgTable(
+export const signingSecrets = outboxSchema.table(
   "signing_secrets",
   {
     id: uuid("id").primaryKey().defaultRandom(),
@@ -93,7 +99,7 @@ export const signingSecrets = pgTable(
   ],
 );
 
-export const jobs = pgTable(
+export const jobs = outboxSchema.table(
   "jobs",
   {
     id: uuid("id").primaryKey().defaultRandom(),
@@ -122,7 +128,7 @@ export const jobs = pgTable(
   ],
 );
 
-export const jobProjects = pgTable(
+export const jobProjects = outboxSchema.table(
   "job_projects",
   {
     id: uuid("id").notNull().defaultRandom(),
@@ -144,7 +150,7 @@ export const jobProjects = pgTable(
   ],
 );
 
-export const webhookDeliveries = pgTable(
+export const webhookDeliveries = outboxSchema.table(
   "webhook_deliveries",
   {
     id: uuid("id").primaryKey().defaultRandom(),
@@ -215,7 +221,7 @@ export const webhookDeliveries = pgTable(
   ],
 );
 
-export const webhookDeliveryAttempts = pgTable(
+export const webhookDeliveryAttempts = outboxSchema.table(
   "webhook_delivery_attempts",
   {
     id: bigserial("id", { mode: "number" }).primaryKey(),
@@ -253,14 +259,14 @@ export const webhookDeliveryAttempts = pgTable(
  * The library writes it positionally, so the column order is part of its contract. `expire` is
  * epoch milliseconds.
  */
-export const apiRateLimits = pgTable("api_rate_limits", {
+export const apiRateLimits = outboxSchema.table("api_rate_limits", {
   key: varchar("key", { length: 255 }).primaryKey(),
   points: integer("points").notNull().default(0),
   expire: bigint("expire", { mode: "number" }),
 });
 
 /** One row per delivery with its latest attempt and its job: the starting point for ad-hoc audit SQL. */
-export const deliveryAudit = pgView("delivery_audit", {
+export const deliveryAudit = outboxSchema.view("delivery_audit", {
   deliveryId: uuid("delivery_id"),
   tenantId: uuid("tenant_id"),
   jobId: uuid("job_id"),
@@ -288,10 +294,10 @@ export const deliveryAudit = pgView("delivery_audit", {
          a.response_status as last_attempt_status, a.error_kind as last_attempt_error_kind,
          a.error_message as last_attempt_error, a.duration_ms as last_attempt_duration_ms,
          a.finished_at as last_attempt_at
-  from webhook_deliveries d
-  join jobs j on j.id = d.job_id
+  from webhook_outbox.webhook_deliveries d
+  join webhook_outbox.jobs j on j.id = d.job_id
   left join lateral (
-    select * from webhook_delivery_attempts x
+    select * from webhook_outbox.webhook_delivery_attempts x
     where x.delivery_id = d.id
     order by x.attempt_number desc
     limit 1

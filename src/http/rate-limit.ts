@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes } from "rate-limiter-flexible";
 import type { Database } from "../db/client.js";
+import { OUTBOX_SCHEMA } from "../db/schema.js";
 import type { AppEnv } from "./auth.js";
 import { sendError } from "./errors.js";
 
@@ -26,7 +27,7 @@ export interface RateLimitOptions {
 }
 
 /**
- * API_RATE_LIMIT: a fixed one-minute window per API key, counted in the `api_rate_limits` table so
+ * API_RATE_LIMIT: a fixed one-minute window per API key, counted in the `webhook_outbox.api_rate_limits` table so
  * every API process shares it. Runs after apiKeyAuth (rejected credentials never count); only the
  * customer routes use it, so internal reports and webhook deliveries never do. Should the table
  * be unreachable, an in-process limiter of the same size stands in rather than failing requests.
@@ -37,6 +38,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareHandler<AppEnv> 
   const limiter = new RateLimiterPostgres({
     storeClient: storeClient(options.database),
     storeType: "pool",
+    schemaName: OUTBOX_SCHEMA,
     tableName: "api_rate_limits",
     tableCreated: true,
     keyPrefix: "api",

@@ -72,14 +72,14 @@ function toProject(row: ProjectRecord): ProjectRow {
 
 /** Locks the job row: every report on one job's projects queues behind it. */
 export async function lockJob(query: Query, jobId: string): Promise<JobRow | undefined> {
-  const [row] = await query<JobRecord>(`select ${JOB_COLUMNS} from jobs where id = $1 for update`, [jobId], "job_lock");
+  const [row] = await query<JobRecord>(`select ${JOB_COLUMNS} from webhook_outbox.jobs where id = $1 for update`, [jobId], "job_lock");
   return row && toJob(row);
 }
 
 /** Locks up to `limit` open jobs past their deadline, skipping any another transaction holds. */
 export async function lockOverdueJobs(query: Query, limit: number): Promise<JobRow[]> {
   const rows = await query<JobRecord>(
-    `select ${JOB_COLUMNS} from jobs
+    `select ${JOB_COLUMNS} from webhook_outbox.jobs
      where status in ('queued', 'processing') and deadline_at <= now()
      order by deadline_at limit $1 for update skip locked`,
     [limit],
@@ -90,7 +90,7 @@ export async function lockOverdueJobs(query: Query, limit: number): Promise<JobR
 
 export async function projectsOf(query: Query, jobIds: string[]): Promise<ProjectRow[]> {
   const rows = await query<ProjectRecord>(
-    `select ${PROJECT_COLUMNS} from job_projects where job_id = any($1::uuid[]) order by job_id, index`,
+    `select ${PROJECT_COLUMNS} from webhook_outbox.job_projects where job_id = any($1::uuid[]) order by job_id, index`,
     [jobIds],
     "job_projects_of",
   );
@@ -125,7 +125,7 @@ export async function readJobStates(query: Query, jobIds: string[]): Promise<Map
     `select j.xmin::text as version, now() as read_at, ${prefixed("j.", JOB_COLUMNS)},
             p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
             p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
-     from jobs j left join job_projects p on p.job_id = j.id
+     from webhook_outbox.jobs j left join webhook_outbox.job_projects p on p.job_id = j.id
      where j.id = any($1::uuid[])
      order by j.id, p.index`,
     [jobIds],
@@ -179,15 +179,15 @@ with report as (
     as r(job_id, version, status, updated_at, completed_at, index, project_status, video_url, seed, error_code,
          error_message, project_updated_at)
 ), locked as materialized (
-  select id, xmin from jobs where id = any($1::uuid[]) order by id for update
+  select id, xmin from webhook_outbox.jobs where id = any($1::uuid[]) order by id for update
 ), job as (
-  update jobs j set status = r.status, updated_at = r.updated_at, completed_at = r.completed_at
+  update webhook_outbox.jobs j set status = r.status, updated_at = r.updated_at, completed_at = r.completed_at
   from report r join locked l on l.id = r.job_id and l.xmin = r.version
   -- A project deleted since the read writes nothing of its report: no job settles without its project.
-  where j.id = r.job_id and exists (select from job_projects p where p.job_id = r.job_id and p.index = r.index)
+  where j.id = r.job_id and exists (select from webhook_outbox.job_projects p where p.job_id = r.job_id and p.index = r.index)
   returning j.id
 ), project as (
-  update job_projects p
+  update webhook_outbox.job_projects p
   set status = r.project_status, video_url = r.video_url, seed = r.seed, error_code = r.error_code,
       error_message = r.error_message, updated_at = r.project_updated_at
   from report r join job on job.id = r.job_id
@@ -245,7 +245,7 @@ export async function writeReports(query: Query, writes: ReportWrite[]): Promise
 /** Fails every open project of the given jobs with `code`. */
 export async function failOpenProjects(query: Query, jobIds: string[], code: string, message: string): Promise<void> {
   await query(
-    `update job_projects set status = 'failed', error_code = $2, error_message = $3, updated_at = now()
+    `update webhook_outbox.job_projects set status = 'failed', error_code = $2, error_message = $3, updated_at = now()
      where job_id = any($1::uuid[]) and status in ('queued', 'processing')`,
     [jobIds, code, message],
     "job_projects_fail_open",
@@ -255,7 +255,7 @@ export async function failOpenProjects(query: Query, jobIds: string[], code: str
 /** Sets the job's status; `terminal` stamps completed_at. */
 export async function setJobStatus(query: Query, jobId: string, status: JobStatus, terminal: boolean): Promise<JobRow> {
   const [row] = await query<JobRecord>(
-    `update jobs
+    `update webhook_outbox.jobs
      set status = $2, updated_at = now(), completed_at = case when $3::boolean then now() else completed_at end
      where id = $1
      returning ${JOB_COLUMNS}`,
@@ -288,7 +288,7 @@ with input as (
   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
     with ordinality as i(tenant_id, key_hash, api_flavor, prompt, webhook_url, project_count, seed, ord)
 ), key as materialized (
-  select key_hash, tenant_id from api_keys
+  select key_hash, tenant_id from webhook_outbox.api_keys
   where key_hash = any($2::text[]) and revoked_at is null
   for share
 ), admitted as materialized (
@@ -297,13 +297,13 @@ with input as (
   where i.key_hash is null
      or exists (select from key k where k.key_hash = i.key_hash and k.tenant_id = i.tenant_id)
 ), job as (
-  insert into jobs (id, tenant_id, api_flavor, prompt, webhook_url, deadline_at)
+  insert into webhook_outbox.jobs (id, tenant_id, api_flavor, prompt, webhook_url, deadline_at)
   select id, tenant_id, api_flavor, prompt, webhook_url, now() + $8::float8 * interval '1 millisecond'
   from admitted
   order by ord
   returning ${JOB_COLUMNS}
 ), project as (
-  insert into job_projects (job_id, index, seed)
+  insert into webhook_outbox.job_projects (job_id, index, seed)
   select a.id, g.index, a.seed
   from job j join admitted a on a.id = j.id cross join lateral generate_series(0, a.project_count - 1) as g(index)
   order by a.ord, g.index

@@ -38,7 +38,7 @@ export function outboxColumns(deliveries: NewDelivery[]): unknown[][] {
  */
 export function outboxInsert(first: number, condition = "true"): string {
   const $ = (offset: number) => `$${first + offset}`;
-  return `insert into webhook_deliveries
+  return `insert into webhook_outbox.webhook_deliveries
     (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms,
      next_attempt_at)
   select o.tenant_id, o.job_id, o.event_type, o.url, o.payload::jsonb, o.max_attempts, o.retry_delays_ms::int[],

@@ -5,7 +5,7 @@ import { AppError, notFound } from "../errors.js";
 import type { DeliveryRow } from "./delivery-queries.js";
 import { OUTBOX_CHANNEL } from "./enqueue.js";
 
-const STATUS_SQL = `select status from webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;
+const STATUS_SQL = `select status from webhook_outbox.webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;
 
 /**
  * Queues a finished (succeeded or failed) delivery again with a fresh attempt budget and returns

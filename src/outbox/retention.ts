@@ -13,13 +13,13 @@ export const PRUNE_INTERVAL_MS = 10 * 60_000;
  */
 const PRUNE_SQL = `
 with doomed as (
-  select id from webhook_deliveries
+  select id from webhook_outbox.webhook_deliveries
   where status in ('succeeded', 'failed') and finished_at < now() - $1 * interval '1 millisecond'
   order by finished_at
   limit $2
   for update skip locked
 )
-delete from webhook_deliveries d
+delete from webhook_outbox.webhook_deliveries d
 using doomed
 where d.id = doomed.id and d.status in ('succeeded', 'failed')
 returning d.id`;

@@ -27,12 +27,12 @@ export interface AttemptRow {
 }
 
 export async function deliveriesOf(database: Database, jobId: string): Promise<DeliveryRow[]> {
-  return database.query<DeliveryRow>("select * from webhook_deliveries where job_id = $1", [jobId]);
+  return database.query<DeliveryRow>("select * from webhook_outbox.webhook_deliveries where job_id = $1", [jobId]);
 }
 
 export async function attemptsOf(database: Database, deliveryId: string): Promise<AttemptRow[]> {
   return database.query<AttemptRow>(
-    "select * from webhook_delivery_attempts where delivery_id = $1 order by attempt_number",
+    "select * from webhook_outbox.webhook_delivery_attempts where delivery_id = $1 order by attempt_number",
     [deliveryId],
   );
 }

@@ -58,7 +58,7 @@ with busy as materialized (
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
   -- this worker has seen end ($6) while their records travel.
   select destination, count(*)::int as held
-  from webhook_deliveries
+  from webhook_outbox.webhook_deliveries
   where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
 ),
@@ -67,7 +67,7 @@ candidate as materialized (
   -- is passed over here instead of filling the batch. Read, not locked: more than the batch, so each
   -- destination's share can be cut to its room below.
   select id, destination, next_attempt_at
-  from webhook_deliveries
+  from webhook_outbox.webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
     -- "Not one of the full destinations", written so the planner cannot estimate it: "destination <>
     -- all($x)" with one destination in the statistics (one customer's burst) is estimated to pass no
@@ -92,13 +92,13 @@ due as (
          status = 'delivering' as interrupted,
          -- A lease that ran out with its attempt unrecorded is tried again, unless this makes $5 interruptions.
          status <> 'delivering' or interruptions + 1 < $5 as goes_on
-  from webhook_deliveries
+  from webhook_outbox.webhook_deliveries
   where id = any(array(select id from chosen))
     and status in ('pending', 'delivering') and next_attempt_at <= now()
   for update skip locked
 ),
 taken as (
-  update webhook_deliveries d
+  update webhook_outbox.webhook_deliveries d
   set status = case when due.goes_on then 'delivering' else 'failed' end,
       attempt_count = case when due.goes_on then d.attempt_count + 1 else d.attempt_count end,
       -- An interrupted attempt spends nothing of the budget: the budget grows by the attempt it took.
@@ -119,7 +119,7 @@ taken as (
 ),
 interrupted as (
   -- The attempt whose lease ran out is written down as interrupted.
-  insert into webhook_delivery_attempts
+  insert into webhook_outbox.webhook_delivery_attempts
     (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, error_kind, error_message, outcome)
   select x.id, x.previous_attempts, x.previous_owner, x.started_at, now(),
          greatest(0, extract(epoch from now() - x.started_at) * 1000)::int,
@@ -138,7 +138,7 @@ tenant_secrets as (
   -- Once per tenant in the batch, not once per row.
   select t.tenant_id,
          (select array_agg(s.secret order by s.created_at desc)
-          from signing_secrets s
+          from webhook_outbox.signing_secrets s
           where s.tenant_id = t.tenant_id and (s.expires_at is null or s.expires_at > now())) as secrets
   from (select distinct tenant_id from claimed) t
 )

@@ -32,7 +32,7 @@ with result as (
 ),
 settled as (
   -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
-  update webhook_deliveries d
+  update webhook_outbox.webhook_deliveries d
   set status = r.delivery_status,
       next_attempt_at = case when r.delivery_status = 'pending' then now() + r.retry_delay_ms * interval '1 millisecond' end,
       locked_by = null,
@@ -46,7 +46,7 @@ settled as (
   where d.id = r.id and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
   returning d.id
 )
-insert into webhook_delivery_attempts
+insert into webhook_outbox.webhook_delivery_attempts
   (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, response_status,
    response_body_excerpt, error_kind, error_message, outcome)
 select r.id, r.attempt_number, $1, r.started_at, r.finished_at, r.duration_ms, r.response_status,

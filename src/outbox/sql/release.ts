@@ -2,7 +2,7 @@ import type { Query } from "../../db/client.js";
 
 /** Claims whose attempt never started go back to the queue, due at once, their attempt unspent. */
 export const RELEASE_SQL = `
-update webhook_deliveries
+update webhook_outbox.webhook_deliveries
 set status = 'pending', attempt_count = attempt_count - 1, locked_by = null, locked_until = null, next_attempt_at = now()
 where id = any($2::uuid[]) and locked_by = $1 and status = 'delivering'`;
 
