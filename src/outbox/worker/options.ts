@@ -8,15 +8,17 @@ export interface WorkerSettings {
   /**
    * Attempts in flight at once in this process. Each holds its payload and a connection; a worker
    * that dies interrupts at most this many attempts (retried, spending nothing of their budget).
-   * @defaultValue 192
+   * Sized so that five destinations hanging at their cap (5 × 64) still leave 192 slots to the rest.
+   * @defaultValue 512
    */
   concurrency: number;
   /**
    * Attempts in flight at once to one destination (the URL's host:port), counted over every worker
    * of the database: a destination that hangs holds at most this many slots, the rest of its
    * deliveries stay pending with their attempts unspent. Two workers claiming in the same instant
-   * may each fill the same free room once.
-   * @defaultValue 32
+   * may each fill the same free room once. One healthy destination drains through this many
+   * attempts in flight; a hanging one holds no more than this many slots.
+   * @defaultValue 64
    */
   destinationConcurrency: number;
   /**
@@ -65,8 +67,8 @@ export interface WorkerSettings {
 }
 
 export const WORKER_DEFAULTS: WorkerSettings = {
-  concurrency: 192,
-  destinationConcurrency: 32,
+  concurrency: 512,
+  destinationConcurrency: 64,
   batchSize: 96,
   batchWindowMs: 5,
   pollIntervalMs: 1_000,
