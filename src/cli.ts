@@ -7,6 +7,7 @@ import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
 import { databaseTarget, ListenError, startService, type ServiceOptions } from "./service.js";
 import { AppError } from "./errors.js";
+import { OutboxError } from "./outbox/errors.js";
 import { redeliver } from "./outbox/redeliver.js";
 import { createApiKey, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
 import { createTenant } from "./tenants/tenant-service.js";
@@ -158,7 +159,7 @@ async function redeliverCommand(config: Config, args: string[]): Promise<number>
         `delivery ${delivery.id} queued again: attempts ${delivery.attemptCount + 1}..${delivery.maxAttempts}\n`,
       );
     } catch (error) {
-      if (!(error instanceof AppError)) throw error;
+      if (!(error instanceof OutboxError)) throw error;
       process.stderr.write(`${error.code}: ${error.message}\n`);
       code = 1;
     }

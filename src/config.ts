@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
 import { parseDuration, parseSchedule } from "./duration.js";
+import { DELIVERY_POLICY_DEFAULTS } from "./outbox/policy.js";
 import { WORKER_DEFAULTS } from "./outbox/worker/options.js";
 
 /** A text variable turned into a value by `parse`; a parse error becomes the variable's message. */
@@ -86,9 +87,10 @@ export const configSchema = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(5_000, 100, 600_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   INTERNAL_API_TOKEN: optionalText,
-  WEBHOOK_RETRY_DELAYS: schedule("0,10s,60s"),
-  WEBHOOK_TIMEOUT_MS: integer(10_000, 100, 300_000),
-  WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  // The default delivery policy is stated on the outbox's (src/outbox/policy.ts).
+  WEBHOOK_RETRY_DELAYS: schedule(DELIVERY_POLICY_DEFAULTS.retryDelaysMs.map((ms) => `${ms}ms`).join(",")),
+  WEBHOOK_TIMEOUT_MS: integer(DELIVERY_POLICY_DEFAULTS.timeoutMs, 100, 300_000),
+  WEBHOOK_CONNECT_TIMEOUT_MS: integer(DELIVERY_POLICY_DEFAULTS.connectTimeoutMs, 100, 300_000),
   VEO_WEBHOOK_RETRY_DELAYS: schedule("0,30s,30s,30s,30s"),
   VEO_WEBHOOK_TIMEOUT_MS: integer(30_000, 100, 300_000),
   VEO_WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),

@@ -16,7 +16,7 @@ import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
 import { OutboxNotifier } from "./outbox/notifier.js";
-import { deliveryPolicies } from "./outbox/policy.js";
+import { deliveryPolicies } from "./jobs/delivery-policies.js";
 import { OutboxWorker } from "./outbox/worker/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
 

@@ -8,7 +8,7 @@ import { loadConfig } from "../../src/config.js";
 import { openDatabase } from "../../src/db/client.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService } from "../../src/jobs/job-service.js";
-import { deliveryPolicies } from "../../src/outbox/policy.js";
+import { deliveryPolicies } from "../../src/jobs/delivery-policies.js";
 import { exitWhenOrphaned } from "../lib/post.js";
 
 /** Each command is one offering at the rate, answered by one report; a warm-up is simply an offering whose report is ignored. */

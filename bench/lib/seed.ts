@@ -1,7 +1,7 @@
 import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
-import { deliveryPolicies } from "../../src/outbox/policy.js";
+import { deliveryPolicies } from "../../src/jobs/delivery-policies.js";
 import { webhookPayload } from "./payload.js";
 
 const CHUNK = 5_000;

@@ -2,7 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { configWith } from "../../src/config.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService } from "../../src/jobs/job-service.js";
-import { deliveryPolicies } from "../../src/outbox/policy.js";
+import { deliveryPolicies } from "../../src/jobs/delivery-policies.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { cpuBetween, postgresPids, readCpu, type CpuReading, type CpuUse, type ProcessGroups } from "../lib/cpu.js";

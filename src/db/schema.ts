@@ -13,6 +13,7 @@ import {
   text,
   timestamp,
   unique,
+  uniqueIndex,
   uuid,
   varchar,
 } from "drizzle-orm/pg-core";
@@ -43,6 +44,11 @@ export type ApiFlavor = (typeof API_FLAVORS)[number];
 
 /** scheme://AUTHORITY/…: the part of a URL that names its destination. The same pattern runs in SQL and in JS. */
 export const URL_AUTHORITY_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)";
+
+/** The longest event type a delivery may have, in characters. */
+export const MAX_EVENT_TYPE_LENGTH = 255;
+/** The longest idempotency key, in characters. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 const inList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
@@ -155,8 +161,14 @@ export const webhookDeliveries = outboxSchema.table(
   {
     id: uuid("id").primaryKey().defaultRandom(),
     tenantId: uuid("tenant_id").notNull(),
-    jobId: uuid("job_id").notNull(),
+    /**
+     * What produced the delivery, when the job API did: at most one delivery per (job, event type).
+     * Null for deliveries enqueued through the library or the SQL API.
+     */
+    jobId: uuid("job_id"),
     eventType: text("event_type").notNull(),
+    /** The enqueuer's key: one delivery per (tenant, key), however often it is enqueued. */
+    idempotencyKey: text("idempotency_key"),
     url: text("url").notNull(),
     payload: jsonb("payload").notNull(),
     status: text("status").$type<DeliveryStatus>().notNull().default("pending"),
@@ -186,8 +198,22 @@ export const webhookDeliveries = outboxSchema.table(
     foreignKey({ name: "webhook_deliveries_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
       "cascade",
     ),
+    // A job's deliveries (and their attempts) go when the job is deleted.
     foreignKey({ name: "webhook_deliveries_job_fk", columns: [t.jobId], foreignColumns: [jobs.id] }).onDelete("cascade"),
+    // NULLS DISTINCT: deliveries without a job never collide.
     unique("webhook_deliveries_job_event_uq").on(t.jobId, t.eventType),
+    // Keyed deliveries only (the job API's carry no key): ON CONFLICT names it with its predicate.
+    uniqueIndex("webhook_deliveries_idempotency_uq")
+      .on(t.tenantId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    check(
+      "webhook_deliveries_event_type_ck",
+      sql`char_length(${t.eventType}) between 1 and ${sql.raw(String(MAX_EVENT_TYPE_LENGTH))}`,
+    ),
+    check(
+      "webhook_deliveries_idempotency_key_ck",
+      sql`char_length(${t.idempotencyKey}) between 1 and ${sql.raw(String(MAX_IDEMPOTENCY_KEY_LENGTH))}`,
+    ),
     check("webhook_deliveries_status_ck", sql`${t.status} in (${inList(DELIVERY_STATUSES)})`),
     check("webhook_deliveries_attempts_ck", sql`${t.attemptCount} >= 0 and ${t.attemptCount} <= ${t.maxAttempts}`),
     check("webhook_deliveries_max_attempts_ck", sql`${t.maxAttempts} >= 1`),
@@ -265,7 +291,10 @@ export const apiRateLimits = outboxSchema.table("api_rate_limits", {
   expire: bigint("expire", { mode: "number" }),
 });
 
-/** One row per delivery with its latest attempt and its job: the starting point for ad-hoc audit SQL. */
+/**
+ * One row per delivery with its latest attempt and its job (null job columns for deliveries of the
+ * library and SQL API): the starting point for ad-hoc audit SQL.
+ */
 export const deliveryAudit = outboxSchema.view("delivery_audit", {
   deliveryId: uuid("delivery_id"),
   tenantId: uuid("tenant_id"),
@@ -273,6 +302,7 @@ export const deliveryAudit = outboxSchema.view("delivery_audit", {
   jobStatus: text("job_status"),
   apiFlavor: text("api_flavor"),
   eventType: text("event_type"),
+  idempotencyKey: text("idempotency_key"),
   url: text("url"),
   deliveryStatus: text("delivery_status"),
   attemptCount: integer("attempt_count"),
@@ -288,14 +318,15 @@ export const deliveryAudit = outboxSchema.view("delivery_audit", {
   lastAttemptDurationMs: integer("last_attempt_duration_ms"),
   lastAttemptAt: tstz("last_attempt_at"),
 }).as(sql`
-  select d.id as delivery_id, d.tenant_id, d.job_id, j.status as job_status, j.api_flavor, d.event_type, d.url,
+  select d.id as delivery_id, d.tenant_id, d.job_id, j.status as job_status, j.api_flavor, d.event_type,
+         d.idempotency_key, d.url,
          d.status as delivery_status, d.attempt_count, d.max_attempts, d.next_attempt_at, d.created_at, d.finished_at,
          a.attempt_number as last_attempt_number, a.outcome as last_attempt_outcome,
          a.response_status as last_attempt_status, a.error_kind as last_attempt_error_kind,
          a.error_message as last_attempt_error, a.duration_ms as last_attempt_duration_ms,
          a.finished_at as last_attempt_at
   from webhook_outbox.webhook_deliveries d
-  join webhook_outbox.jobs j on j.id = d.job_id
+  left join webhook_outbox.jobs j on j.id = d.job_id
   left join lateral (
     select * from webhook_outbox.webhook_delivery_attempts x
     where x.delivery_id = d.id

@@ -5,6 +5,14 @@ import type { Logger } from "pino";
 import type { ZodError } from "zod";
 import { isDatabaseUnavailable } from "../db/errors.js";
 import { ApiKeyRejectedError, AppError } from "../errors.js";
+import {
+  DeliveryInFlightError,
+  DeliveryNotFoundError,
+  InvalidDeliveryError,
+  InvalidPayloadError,
+  OutboxError,
+  UnknownTenantError,
+} from "../outbox/errors.js";
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -31,11 +39,20 @@ export function validationHook(
   return sendError(c, 400, "VALIDATION_FAILED", problems.join("; "));
 }
 
+/** The status of each of the outbox's domain errors; their code and message pass through. */
+function outboxErrorStatus(error: OutboxError): ContentfulStatusCode {
+  if (error instanceof DeliveryNotFoundError || error instanceof UnknownTenantError) return 404;
+  if (error instanceof DeliveryInFlightError) return 409;
+  if (error instanceof InvalidPayloadError || error instanceof InvalidDeliveryError) return 400;
+  return 500;
+}
+
 /** Every thrown error becomes the JSON error shape; unexpected ones are logged and hidden. */
 export function errorHandler(logger: Logger) {
   return (error: Error, c: Context): Response => {
     if (error instanceof AppError) return sendError(c, error.status, error.code, error.message);
     if (error instanceof ApiKeyRejectedError) return sendError(c, 401, "UNAUTHORIZED", error.message);
+    if (error instanceof OutboxError) return sendError(c, outboxErrorStatus(error), error.code, error.message);
     if (error instanceof HTTPException) {
       if (error.message.startsWith("Malformed JSON")) return sendError(c, 400, "INVALID_JSON", "the body is not valid JSON");
       const status = error.status as ContentfulStatusCode;

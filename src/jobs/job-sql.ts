@@ -1,5 +1,6 @@
 import type { Query } from "../db/client.js";
-import { outboxColumns, outboxInsert, type NewDelivery } from "../outbox/enqueue.js";
+import { StatementParams } from "../db/statement-params.js";
+import { deliveriesInsert, deliveryValues, type NewDelivery } from "../outbox/enqueue.js";
 import type { jobProjects, jobs, JobStatus, ProjectStatus } from "../db/schema.js";
 
 /*
@@ -171,15 +172,19 @@ export interface ReportWrite {
 // deadlock. Under READ COMMITTED the lock returns each row as its previous holder left it, so a
 // stale version (or a project gone since the read) matches nothing: that report writes nothing and
 // its caller reads again.
+const REPORTS_PARAMS = new StatementParams();
+const $r = (name: string) => REPORTS_PARAMS.ref(name);
 const REPORTS_SQL = `
 with report as (
   select *
-  from unnest($1::uuid[], $2::xid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[], $7::text[],
-              $8::text[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[])
+  from unnest(${$r("job_id")}::uuid[], ${$r("version")}::xid[], ${$r("status")}::text[], ${$r("updated_at")}::timestamptz[],
+              ${$r("completed_at")}::timestamptz[], ${$r("index")}::int[], ${$r("project_status")}::text[],
+              ${$r("video_url")}::text[], ${$r("seed")}::bigint[], ${$r("error_code")}::text[], ${$r("error_message")}::text[],
+              ${$r("project_updated_at")}::timestamptz[])
     as r(job_id, version, status, updated_at, completed_at, index, project_status, video_url, seed, error_code,
          error_message, project_updated_at)
 ), locked as materialized (
-  select id, xmin from webhook_outbox.jobs where id = any($1::uuid[]) order by id for update
+  select id, xmin from webhook_outbox.jobs where id = any(${$r("job_id")}::uuid[]) order by id for update
 ), job as (
   update webhook_outbox.jobs j set status = r.status, updated_at = r.updated_at, completed_at = r.completed_at
   from report r join locked l on l.id = r.job_id and l.xmin = r.version
@@ -194,7 +199,7 @@ with report as (
   where p.job_id = r.job_id and p.index = r.index
   returning p.job_id
 ), inserted as (
-  ${outboxInsert(13, "o.job_id in (select id from job)")}
+  ${deliveriesInsert(REPORTS_PARAMS, "o.job_id in (select id from job)")}
 )
 select r.job_id as id,
        exists (select from job where job.id = r.job_id) as written,
@@ -213,21 +218,21 @@ export async function writeReports(query: Query, writes: ReportWrite[]): Promise
   const deliveries = writes.flatMap((write) => (write.delivery ? [write.delivery] : []));
   const rows = await query<{ id: string; written: boolean; project_written: boolean; enqueued: boolean }>(
     REPORTS_SQL,
-    [
-      column((w) => w.jobId),
-      column((w) => w.version),
-      column((w) => w.job.status),
-      column((w) => w.job.updatedAt.toISOString()),
-      column((w) => w.job.completedAt?.toISOString() ?? null),
-      column((w) => w.project.index),
-      column((w) => w.project.status),
-      column((w) => w.project.videoUrl),
-      column((w) => w.project.seed),
-      column((w) => w.project.errorCode),
-      column((w) => w.project.errorMessage),
-      column((w) => w.project.updatedAt.toISOString()),
-      ...outboxColumns(deliveries),
-    ],
+    REPORTS_PARAMS.values({
+      job_id: column((w) => w.jobId),
+      version: column((w) => w.version),
+      status: column((w) => w.job.status),
+      updated_at: column((w) => w.job.updatedAt.toISOString()),
+      completed_at: column((w) => w.job.completedAt?.toISOString() ?? null),
+      index: column((w) => w.project.index),
+      project_status: column((w) => w.project.status),
+      video_url: column((w) => w.project.videoUrl),
+      seed: column((w) => w.project.seed),
+      error_code: column((w) => w.project.errorCode),
+      error_message: column((w) => w.project.errorMessage),
+      project_updated_at: column((w) => w.project.updatedAt.toISOString()),
+      ...deliveryValues(deliveries),
+    }),
     "job_write_reports",
   );
   const outcomes = new Map<string, ReportWritten>();
@@ -282,14 +287,18 @@ export interface JobInsert {
 // hold until the commit: a revocation (an UPDATE of the key row) that comes later waits for this
 // statement's commit, and one that committed first leaves the re-checked row revoked, so that job
 // is refused. No job is ever written with a key after the commit of its revocation.
+// Each array is read through a scalar sub-select, which hides its length from the planner: the
+// plan then costs the same whatever the batch, and Postgres keeps one generic plan rather than
+// planning every execution (planning this statement cost more than inserting ten jobs with it).
 const INSERT_JOBS_SQL = `
 with input as (
   select *
-  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])
+  from unnest((select $1::uuid[]), (select $2::text[]), (select $3::text[]), (select $4::text[]), (select $5::text[]),
+              (select $6::int[]), (select $7::bigint[]))
     with ordinality as i(tenant_id, key_hash, api_flavor, prompt, webhook_url, project_count, seed, ord)
 ), key as materialized (
   select key_hash, tenant_id from webhook_outbox.api_keys
-  where key_hash = any($2::text[]) and revoked_at is null
+  where key_hash = any((select $2::text[])::text[]) and revoked_at is null
   for share
 ), admitted as materialized (
   select gen_random_uuid() as id, i.*

@@ -1,29 +1,28 @@
-import type { Config } from "../config.js";
-import type { ApiFlavor } from "../db/schema.js";
-
 /** How one delivery is attempted; frozen onto the delivery row when it is enqueued. */
 export interface DeliveryPolicy {
-  /** The delay before each attempt; its length is the attempt limit. */
+  /**
+   * The delay before each attempt (the first is usually 0); its length is the attempt limit.
+   * @defaultValue [0, 10000, 60000] (at once, +10 s, +60 s)
+   */
   retryDelaysMs: number[];
+  /**
+   * The longest an attempt may take, connect to response read.
+   * @defaultValue 10000
+   */
   timeoutMs: number;
+  /**
+   * The longest the connection of an attempt may take to open.
+   * @defaultValue 10000
+   */
   connectTimeoutMs: number;
 }
 
-/** Each API flavour's policy as configured: what a delivery enqueued now freezes. */
-export function deliveryPolicies(config: Config): Record<ApiFlavor, DeliveryPolicy> {
-  return {
-    nouvel: {
-      retryDelaysMs: config.WEBHOOK_RETRY_DELAYS,
-      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
-      connectTimeoutMs: config.WEBHOOK_CONNECT_TIMEOUT_MS,
-    },
-    veo3: {
-      retryDelaysMs: config.VEO_WEBHOOK_RETRY_DELAYS,
-      timeoutMs: config.VEO_WEBHOOK_TIMEOUT_MS,
-      connectTimeoutMs: config.VEO_WEBHOOK_CONNECT_TIMEOUT_MS,
-    },
-  };
-}
+/** The default policy: the job API's `/api/v1/generate` webhooks, the library's and the SQL API's. */
+export const DELIVERY_POLICY_DEFAULTS: DeliveryPolicy = {
+  retryDelaysMs: [0, 10_000, 60_000],
+  timeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+};
 
 export type RetryDecision = { outcome: "retry"; delayMs: number } | { outcome: "failed" };
 

@@ -1,9 +1,9 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../db/client.js";
 import { webhookDeliveries } from "../db/schema.js";
-import { AppError, notFound } from "../errors.js";
 import type { DeliveryRow } from "./delivery-queries.js";
 import { OUTBOX_CHANNEL } from "./enqueue.js";
+import { DeliveryInFlightError, DeliveryNotFoundError } from "./errors.js";
 
 const STATUS_SQL = `select status from webhook_outbox.webhook_deliveries where id = $1 and ($2::uuid is null or tenant_id = $2)`;
 
@@ -11,7 +11,7 @@ const STATUS_SQL = `select status from webhook_outbox.webhook_deliveries where i
  * Queues a finished (succeeded or failed) delivery again with a fresh attempt budget and returns
  * the row as this left it (a worker may claim it the moment it commits).
  * `tenantId` scopes it to one tenant (the HTTP API); undefined is the operator's CLI.
- * Throws 404 DELIVERY_NOT_FOUND, or 409 DELIVERY_IN_FLIGHT while it is pending or delivering.
+ * Throws DeliveryNotFoundError, or DeliveryInFlightError while it is pending or delivering.
  *
  * The same row gets as many further attempts as its frozen schedule holds. Attempt numbers keep
  * counting up (nextAfterFailure indexes the schedule from max_attempts - schedule length), so the
@@ -41,10 +41,6 @@ export async function redeliver(database: Database, deliveryId: string, tenantId
   });
   if (row) return row;
   const [current] = await database.query<{ status: string }>(STATUS_SQL, [deliveryId, tenantId ?? null]);
-  if (!current) throw notFound("delivery");
-  throw new AppError(
-    409,
-    "DELIVERY_IN_FLIGHT",
-    `delivery ${deliveryId} is ${current.status}; it can be redelivered once it has succeeded or failed`,
-  );
+  if (!current) throw new DeliveryNotFoundError(deliveryId);
+  throw new DeliveryInFlightError(deliveryId, current.status);
 }

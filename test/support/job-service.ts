@@ -2,7 +2,7 @@ import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
 import { UrlPolicy } from "../../src/delivery/url-policy.js";
 import { JobService, type JobServiceOptions } from "../../src/jobs/job-service.js";
-import { deliveryPolicies } from "../../src/outbox/policy.js";
+import { deliveryPolicies } from "../../src/jobs/delivery-policies.js";
 
 /** A JobService on `database` as the service builds it by default (any webhook URL allowed), with `overrides`. */
 export function testJobService(database: Database, overrides: Partial<JobServiceOptions> = {}): JobService {

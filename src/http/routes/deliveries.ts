@@ -34,7 +34,11 @@ const AttemptSchema = z
 const DeliverySchema = z
   .object({
     deliveryId: z.string().uuid().openapi({ description: "Also the `webhook-id` header of every attempt" }),
-    jobId: z.string().uuid(),
+    jobId: z
+      .string()
+      .uuid()
+      .nullable()
+      .openapi({ description: "The job whose webhook this is; null for deliveries enqueued through the library or SQL API" }),
     eventType: z.string(),
     url: z.string(),
     status: z.enum(DELIVERY_STATUSES),
