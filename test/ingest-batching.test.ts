@@ -1,5 +1,6 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Database } from "../src/db/client.js";
+import type { Database, Query } from "../src/db/client.js";
 import { ApiKeyRejectedError } from "../src/errors.js";
 import type { JobService, NewJob } from "../src/jobs/job-service.js";
 import { createApiKey } from "../src/tenants/key-lifecycle.js";
@@ -184,5 +185,28 @@ describe("create batching", () => {
     expect(counts.get("job_insert")).toBe(2);
     const stored = await storedJobs(["keyed good 0", "keyed good 1", "keyed revoked", "keyed other tenant's key", "keyed unknown key"]);
     expect(stored.map((job) => job.prompt).sort()).toEqual(["keyed good 0", "keyed good 1"]);
+  });
+});
+
+describe("the create statement's plan", () => {
+  it("is planned once and reused whatever the batch's size (a generic plan)", async () => {
+    const client = new pg.Client({ connectionString: testDb.url });
+    await client.connect();
+    try {
+      const query: Query = async <Row>(text: string, params: unknown[] = [], name?: string) =>
+        (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[];
+      const service = testJobService({ ...testDb.database, query }, { createConcurrency: 1 });
+      for (let round = 0; round < 12; round++) {
+        await Promise.all(Array.from({ length: 2 + (round % 4) * 5 }, (_, i) => service.create(newJob(`planned ${round}.${i}`))));
+      }
+      const [plans] = (await client.query<{ generic_plans: string; custom_plans: string }>(
+        "select generic_plans, custom_plans from pg_prepared_statements where name = 'job_insert'",
+      )).rows;
+      // Postgres tries five custom plans before it compares; from then on the generic one serves.
+      expect(Number(plans?.custom_plans)).toBeLessThanOrEqual(5);
+      expect(Number(plans?.generic_plans)).toBeGreaterThan(10);
+    } finally {
+      await client.end();
+    }
   });
 });
