@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
-import { parseDuration, parseSchedule } from "./duration.js";
+import { MAX_RETRY_DELAY_MS, parseDuration, parseSchedule } from "./duration.js";
 import { DELIVERY_POLICY_DEFAULTS } from "./outbox/policy.js";
 import { WORKER_DEFAULTS } from "./outbox/worker/options.js";
 
@@ -21,6 +21,12 @@ const parsedText =
       });
 
 const duration = parsedText(parseDuration);
+/** A delay the outbox stores as a retry delay (an int column of milliseconds). */
+const retryDelay = parsedText((text) => {
+  const ms = parseDuration(text);
+  if (ms > MAX_RETRY_DELAY_MS) throw new Error(`must be at most ${MAX_RETRY_DELAY_MS}ms (about 24.8 days)`);
+  return ms;
+});
 const schedule = parsedText(parseSchedule);
 
 const integer = (fallback: number, min: number, max: number) =>
@@ -94,7 +100,7 @@ export const configSchema = z.object({
   VEO_WEBHOOK_RETRY_DELAYS: schedule("0,30s,30s,30s,30s"),
   VEO_WEBHOOK_TIMEOUT_MS: integer(30_000, 100, 300_000),
   VEO_WEBHOOK_CONNECT_TIMEOUT_MS: integer(10_000, 100, 300_000),
-  WEBHOOK_RETRY_AFTER_CAP: duration(`${WORKER_DEFAULTS.retryAfterCapMs}ms`),
+  WEBHOOK_RETRY_AFTER_CAP: retryDelay(`${WORKER_DEFAULTS.retryAfterCapMs}ms`),
   WEBHOOK_HEADER_PREFIX: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9-]*-$/, "must look like X-Webhook- (letters, digits, dashes, ending in a dash)")

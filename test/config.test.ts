@@ -64,3 +64,10 @@ describe("configuration errors", () => {
     expect(child.output[0]).toMatch(/^configuration error: PORT: .+ \(got "not-a-port"\)$/);
   });
 });
+
+describe("delays the outbox stores", () => {
+  it("refuses a Retry-After cap longer than a retry delay column holds", () => {
+    expect(() => loadConfig({ WEBHOOK_RETRY_AFTER_CAP: "30d" })).toThrow(/WEBHOOK_RETRY_AFTER_CAP: must be at most 2147483647ms/);
+    expect(loadConfig({ WEBHOOK_RETRY_AFTER_CAP: "24d" }).WEBHOOK_RETRY_AFTER_CAP).toBe(24 * 86_400_000);
+  });
+});
