@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimDue, type ClaimedDelivery } from "../src/outbox/sql/claim.js";
+import { redeliver } from "../src/outbox/redeliver.js";
 import { recordAttempts as recordWith, type AttemptRecord } from "../src/outbox/sql/record.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
@@ -180,6 +181,26 @@ describe("leases", () => {
     expect(delivery?.last_error).toMatch(/^interrupted 5 times: each worker that took it stopped before recording an outcome/);
     const attempts = await attemptsOf(testDb.database, delivery?.id ?? "");
     expect(attempts.map((a) => a.outcome)).toEqual(Array(5).fill("interrupted"));
+  });
+
+  it("a redelivery gives a delivery failed by interruptions a fresh bound on them", async () => {
+    const jobId = await completedJob();
+    for (let interruption = 1; interruption <= 5; interruption++) {
+      await claim(`crashing-${interruption}`, 10, 0);
+      await expireLeases();
+    }
+    expect(await claim("last", 10, 0)).toEqual([]);
+    const [failed] = await deliveriesOf(testDb.database, jobId);
+    expect(failed).toMatchObject({ status: "failed", interruptions: 5 });
+    await redeliver(testDb.database, failed?.id ?? "");
+    // One more interruption after the redelivery is retried, not the end of it.
+    await claim("after-redelivery", 10, 0);
+    await expireLeases();
+    const [again] = await claim("survivor", 10, 60_000);
+    expect(again).toMatchObject({ id: failed?.id, interruptions: 1 });
+    await recordAttempts("survivor", [succeeded(again?.id ?? "", again?.attempt_count ?? 0)]);
+    const [delivered] = await deliveriesOf(testDb.database, jobId);
+    expect(delivered).toMatchObject({ status: "succeeded" });
   });
 
   it("a claim takes at most each destination's free room, counting every worker's live leases", async () => {

@@ -13,7 +13,8 @@ const STATUS_SQL = `select status from webhook_outbox.webhook_deliveries where i
  * `tenantId` scopes it to one tenant (the HTTP API); undefined is the operator's CLI.
  * Throws DeliveryNotFoundError, or DeliveryInFlightError while it is pending or delivering.
  *
- * The same row gets as many further attempts as its frozen schedule holds. Attempt numbers keep
+ * The same row gets as many further attempts as its frozen schedule holds (and as many
+ * interruptions as a new delivery may have). Attempt numbers keep
  * counting up (nextAfterFailure indexes the schedule from max_attempts - schedule length), so the
  * earlier attempts stay as they were and new ones append. The status guard makes this atomic
  * against a worker: a delivery in flight is never touched. The NOTIFY goes out only when the update
@@ -29,6 +30,8 @@ export async function redeliver(database: Database, deliveryId: string, tenantId
       .set({
         status: "pending",
         maxAttempts: sql`${d.attemptCount} + cardinality(${d.retryDelaysMs})`,
+        // A fresh budget, and a fresh bound on interruptions with it.
+        interruptions: 0,
         nextAttemptAt: sql`now()`,
         finishedAt: null,
         lockedBy: null,
