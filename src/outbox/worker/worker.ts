@@ -6,9 +6,10 @@ import type { AttemptResult } from "../../delivery/outcome.js";
 import { signatureHeaders } from "../../delivery/signing.js";
 import { decideAttempt, interruptedRecord, noSecretResult } from "../attempt-record.js";
 import { OUTBOX_CHANNEL } from "../enqueue.js";
-import { claimDue, type ClaimedDelivery } from "../sql/claim.js";
+import { claimDue, type Claim, type ClaimedDelivery } from "../sql/claim.js";
 import type { AttemptRecord } from "../sql/record.js";
 import { releaseClaims } from "../sql/release.js";
+import { CappedRoom } from "./capped-room.js";
 import { Dispatcher } from "./dispatcher.js";
 import { WORKER_DEFAULTS, type WorkerOptions, type WorkerSettings } from "./options.js";
 import { ResultWriter } from "./result-writer.js";
@@ -37,14 +38,7 @@ export class OutboxWorker {
    */
   private due = true;
   /** Destinations the last claim left at their cap: their attempts that end make room. */
-  private capped = new Set<string>();
-  /**
-   * Room worth a claim: how many attempts to capped destinations must end before the loop claims
-   * for them (the smallest claim worth a round trip, at most half the cap and what this worker
-   * holds), and how many have ended.
-   */
-  private cappedRoomWanted = 1;
-  private cappedRoomFreed = 0;
+  private readonly capped = new CappedRoom();
   private lastClaimAt = -Infinity;
   private lastClaimFull = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -61,10 +55,10 @@ export class OutboxWorker {
     this.dispatcher = new Dispatcher({
       concurrency: this.settings.concurrency,
       attempt: (delivery, signal) => this.attempt(delivery, signal),
-      // A free slot may be what the loop waits for; an attempt to a capped destination that ends
-      // gives it room (the claim no longer counts it, though its record is still on its way).
+      // A free slot may be what the loop waits for; enough ended attempts to capped destinations
+      // are room worth a claim.
       onFree: (destination) => {
-        if (this.capped.has(destination) && ++this.cappedRoomFreed >= this.cappedRoomWanted) this.due = true;
+        if (this.capped.ended(destination)) this.due = true;
         this.wake.wake();
       },
     });
@@ -136,9 +130,9 @@ export class OutboxWorker {
       const limit = Math.min(this.dispatcher.free, this.settings.batchSize);
       this.due = false;
       this.lastClaimAt = performance.now();
-      let claimed: ClaimedDelivery[];
+      let claim: Claim;
       try {
-        const claim = await claimDue(this.options.database.query, {
+        claim = await claimDue(this.options.database.query, {
           workerId: this.workerId,
           limit,
           leaseMarginMs: this.settings.leaseMarginMs,
@@ -146,8 +140,6 @@ export class OutboxWorker {
           maxInterruptions: this.settings.maxInterruptions,
           ended: this.writer.pendingIds(),
         });
-        claimed = claim.deliveries;
-        this.capped = new Set(claim.capped);
         dbBackoffMs = 0;
       } catch (error) {
         this.due = true;
@@ -156,6 +148,7 @@ export class OutboxWorker {
         await this.wake.wait(dbBackoffMs);
         continue;
       }
+      const claimed = claim.deliveries;
       this.options.onClaim?.(claimed.length);
       if (this.state !== "running") {
         // Stopped while the claim travelled: back to the queue, attempts unspent.
@@ -163,11 +156,7 @@ export class OutboxWorker {
         break;
       }
       for (const delivery of claimed) this.dispatcher.start(delivery);
-      this.cappedRoomFreed = 0;
-      this.cappedRoomWanted = Math.max(
-        1,
-        Math.min(this.minClaim, Math.floor(this.settings.destinationConcurrency / 2), this.dispatcher.heldBy(this.capped)),
-      );
+      this.capped.reset(claim.capped, (destinations) => this.dispatcher.heldBy(destinations), this.minClaim, this.settings.destinationConcurrency);
       // A full claim leaves more behind.
       this.lastClaimFull = claimed.length === limit;
       if (this.lastClaimFull) this.due = true;
@@ -176,7 +165,7 @@ export class OutboxWorker {
 
   /** More is due than the last claim could take: it came back full, or left a destination at its cap. */
   private inBacklog(): boolean {
-    return this.lastClaimFull || this.capped.size > 0;
+    return this.lastClaimFull || this.capped.any;
   }
 
   private async release(deliveryIds: string[]): Promise<void> {
