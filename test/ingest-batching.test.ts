@@ -163,6 +163,30 @@ describe("create batching", () => {
     for (const job of stored) expect((await storedProjects(job.id)).length).toBe(job.prompt === good[0] ? 2 : 1);
   });
 
+  it("fails every create of a shared statement whose outcome is unknown, and writes none twice", async () => {
+    // The database commits the shared statement, then the answer is lost, as when the connection
+    // drops after the commit: the creates cannot know their jobs exist, and must not write them again.
+    let statements = 0;
+    const lostAnswer: Database = {
+      ...testDb.database,
+      async query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
+        const rows = await testDb.database.query<Row>(text, params, name);
+        if (name === "job_insert" && ++statements === 2) throw new Error("Connection terminated unexpectedly");
+        return rows;
+      },
+    };
+    const service = testJobService(lostAnswer, { createConcurrency: 1 });
+    const prompts = Array.from({ length: 5 }, (_, i) => `lost answer ${i}`);
+
+    const results = await Promise.allSettled(prompts.map((prompt) => service.create(newJob(prompt))));
+
+    expect(results.map((result) => result.status)).toEqual(["fulfilled", "rejected", "rejected", "rejected", "rejected"]);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ message: "Connection terminated unexpectedly" });
+    expect(statements).toBe(2);
+    const stored = await storedJobs(prompts);
+    expect(stored.map((job) => job.prompt).sort()).toEqual(prompts);
+  });
+
   it("refuses a create whose key is revoked or another tenant's, alone and writing nothing, in a shared statement", async () => {
     const other = await createTenant(testDb.database, "ingest other");
     const doomed = await createApiKey(testDb.database, tenant.tenantId);

@@ -7,8 +7,10 @@ import { NaturalBatcher } from "./natural-batcher.js";
 /*
  * Job creation: one statement writes a job and its projects, after checking the caller's API key
  * in that same statement (job-sql.ts). Creates that arrive while the process's create statements
- * are all busy share the next statement, and so one commit. A shared statement that fails wrote
- * nothing; each of its creates then goes alone, so one bad create fails by itself.
+ * are all busy share the next statement, and so one commit. A shared statement that Postgres
+ * refuses for its data wrote nothing; each of its creates then goes alone, so one bad create fails
+ * by itself. Any other failure (a lost connection, a server shutting down) leaves unknown whether
+ * the statement committed: its creates all fail with it, none is retried, none is written twice.
  */
 
 /** Most creates one statement carries. */
@@ -55,7 +57,7 @@ export class JobCreates {
         this.options.jobTimeoutMs,
       );
     } catch (error) {
-      if (batch.length === 1) return batch[0]?.reject(error);
+      if (batch.length === 1 || !refusedForItsData(error)) return batch.forEach((create) => create.reject(error));
       await Promise.all(batch.map((create) => this.insertBatch([create])));
       return;
     }
@@ -65,4 +67,14 @@ export class JobCreates {
       else create.reject(new ApiKeyRejectedError());
     });
   }
+}
+
+/**
+ * Postgres refused the statement for a value in it (SQLSTATE class 22, data exception, or 23,
+ * integrity constraint violation): it ran, failed and wrote nothing, and the same values alone
+ * would fail the same way.
+ */
+function refusedForItsData(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
 }
