@@ -63,6 +63,19 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
   // A checked-out client (inside a transaction) has no pool listener: a cut connection would crash
   // the process. Its queries still fail and the pool drops it on release.
   pool.on("connect", (client) => client.on("error", (error) => options.onError?.(error)));
+  return databaseOnPool(pool, { listenConfig: { connectionString: url }, onError: options.onError, close: () => pool.end() });
+}
+
+export interface PoolDatabaseOptions {
+  /** How the LISTEN connection (one of its own, outside the pool) connects. */
+  listenConfig: pg.ClientConfig;
+  onError?: ((error: Error) => void) | undefined;
+  /** What close() does; by default nothing: the pool is its owner's to end. */
+  close?: () => Promise<void>;
+}
+
+/** A Database over a pool made elsewhere (an application's, with its own search_path and error handling). */
+export function databaseOnPool(pool: pg.Pool, options: PoolDatabaseOptions): Database {
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     db,
@@ -86,8 +99,8 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
         client.release(true);
       }
     },
-    listen: (channel, onNotify) => listenPostgres(url, channel, onNotify, options.onError),
-    close: () => pool.end(),
+    listen: (channel, onNotify) => listenPostgres(options.listenConfig, channel, onNotify, options.onError),
+    close: options.close ?? (async () => undefined),
   };
 }
 
@@ -116,7 +129,7 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
 }
 
 async function listenPostgres(
-  url: string,
+  config: pg.ClientConfig,
   channel: string,
   onNotify: () => void,
   onError?: (error: Error) => void,
@@ -128,7 +141,7 @@ async function listenPostgres(
 
   const connect = async (): Promise<void> => {
     if (stopped) return;
-    const next = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, keepAlive: true });
+    const next = new pg.Client({ ...config, connectionTimeoutMillis: 5_000, keepAlive: true });
     next.on("notification", () => onNotify());
     next.on("error", (error) => {
       onError?.(error);

@@ -8,7 +8,7 @@ import { ApiKeyRejectedError, AppError } from "../errors.js";
 import {
   DeliveryInFlightError,
   DeliveryNotFoundError,
-  InvalidDeliveryError,
+  InvalidArgumentError,
   InvalidPayloadError,
   OutboxError,
   UnknownTenantError,
@@ -43,7 +43,7 @@ export function validationHook(
 function outboxErrorStatus(error: OutboxError): ContentfulStatusCode {
   if (error instanceof DeliveryNotFoundError || error instanceof UnknownTenantError) return 404;
   if (error instanceof DeliveryInFlightError) return 409;
-  if (error instanceof InvalidPayloadError || error instanceof InvalidDeliveryError) return 400;
+  if (error instanceof InvalidPayloadError || error instanceof InvalidArgumentError) return 400;
   return 500;
 }
 

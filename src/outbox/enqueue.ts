@@ -72,3 +72,68 @@ export async function enqueueDelivery(query: Query, delivery: NewDelivery): Prom
   const [row] = await query<{ id: string }>(ENQUEUE_SQL, ENQUEUE_PARAMS.values(deliveryValues([delivery])), "outbox_enqueue");
   return row?.id;
 }
+
+/*
+ * One delivery in the caller's transaction, as the library and the SQL API enqueue: nothing is
+ * written for an unknown tenant (the statement reads the tenant row, FOR KEY SHARE so it cannot be
+ * deleted before the commit, and inserts from it); a second delivery of the same (tenant,
+ * idempotency key) is not written, and the NOTIFY that wakes the workers is sent only for a new
+ * row. Inside the caller's transaction, Postgres delivers that NOTIFY at the commit, and drops it
+ * with a rollback. (The job API sends its NOTIFY after its commits instead: see notifier.ts.)
+ */
+const ENQUEUE_ONE_SQL = `
+with tenant as (
+  select id from webhook_outbox.tenants where id = $1::uuid for key share
+), inserted as (
+  insert into webhook_outbox.webhook_deliveries
+    (tenant_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,
+     connect_timeout_ms, next_attempt_at)
+  select t.id, $2, $3, $4::jsonb, $5, cardinality($6::int[]), $6::int[], $7, $8,
+         now() + ($6::int[])[1] * interval '1 millisecond'
+  from tenant t
+  on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
+  returning id
+), woken as (
+  select pg_notify('${OUTBOX_CHANNEL}', '') from inserted
+)
+select (select id from tenant) as tenant_id, (select id from inserted) as delivery_id,
+       (select count(*) from woken)::int as woken`;
+
+const KEYED_SQL = `select id from webhook_outbox.webhook_deliveries where tenant_id = $1::uuid and idempotency_key = $2`;
+
+export interface Enqueued {
+  /** The delivery's id: the `webhook-id` of every attempt. */
+  deliveryId: string;
+  /** False when the idempotency key named a delivery enqueued before: nothing was written. */
+  created: boolean;
+}
+
+/**
+ * Enqueues one admitted delivery (see admission.ts) with its payload already as JSON text; returns
+ * its id, or the id of the delivery its idempotency key already names. Undefined: no such tenant.
+ */
+export async function enqueueOne(
+  query: Query,
+  delivery: Omit<NewDelivery, "payload" | "jobId"> & { payloadJson: string },
+): Promise<Enqueued | undefined> {
+  const params = [
+    delivery.tenantId,
+    delivery.eventType,
+    delivery.url,
+    delivery.payloadJson,
+    delivery.idempotencyKey ?? null,
+    `{${delivery.policy.retryDelaysMs.join(",")}}`,
+    delivery.policy.timeoutMs,
+    delivery.policy.connectTimeoutMs,
+  ];
+  // A conflicting row is found by the next statement, which (under READ COMMITTED) sees the commit
+  // the insert waited for. It can only be missing if it was deleted since (retention): then insert.
+  for (let round = 0; round < 3; round++) {
+    const [row] = await query<{ tenant_id: string | null; delivery_id: string | null }>(ENQUEUE_ONE_SQL, params);
+    if (!row?.tenant_id) return undefined;
+    if (row.delivery_id) return { deliveryId: row.delivery_id, created: true };
+    const [existing] = await query<{ id: string }>(KEYED_SQL, [delivery.tenantId, delivery.idempotencyKey]);
+    if (existing) return { deliveryId: existing.id, created: false };
+  }
+  throw new Error(`the delivery of idempotency key ${JSON.stringify(delivery.idempotencyKey)} kept vanishing between statements`);
+}

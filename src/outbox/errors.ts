@@ -25,15 +25,15 @@ export class InvalidPayloadError extends OutboxError {
   }
 }
 
-/** An event type or idempotency key that is empty, too long, or not text Postgres can store. */
-export class InvalidDeliveryError extends OutboxError {
-  readonly code = "INVALID_DELIVERY";
+/** An event type, idempotency key or tenant name that is empty, too long, or not text Postgres can store. */
+export class InvalidArgumentError extends OutboxError {
+  readonly code = "INVALID_ARGUMENT";
   constructor(
-    readonly field: "eventType" | "idempotencyKey",
+    readonly field: "eventType" | "idempotencyKey" | "name",
     reason: string,
   ) {
     super(`${field} ${reason}`);
-    this.name = "InvalidDeliveryError";
+    this.name = "InvalidArgumentError";
   }
 }
 
