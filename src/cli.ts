@@ -3,9 +3,8 @@ import { ConfigError, loadConfig, type Config } from "./config.js";
 import { openDatabase, type Database } from "./db/client.js";
 import { checkConnection, DatabaseConnectError } from "./db/connection-error.js";
 import { embeddedInternalToken, embeddedPostgresStatus, EmbeddedPostgresError, stopEmbeddedPostgres } from "./db/embedded.js";
-import { runMigrations } from "./db/migrate.js";
 import { createLogger } from "./logger.js";
-import { databaseTarget, ListenError, startService, type ServiceOptions } from "./service.js";
+import { databaseTarget, ListenError, migrateDatabase, startService, type ServiceOptions } from "./service.js";
 import { AppError } from "./errors.js";
 import { OutboxError } from "./outbox/errors.js";
 import { redeliver } from "./outbox/redeliver.js";
@@ -52,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "migrate":
       return withDatabase(config, async (database) => {
-        await runMigrations(database);
+        await migrateDatabase(database, config);
         process.stdout.write("migrations applied\n");
       });
     case "serve":
@@ -194,7 +193,7 @@ async function withDatabase(config: Config, work: (database: Database, url: stri
   try {
     await checkConnection(database, url, embedded ? "the embedded PostgreSQL" : "DATABASE_URL");
     // The embedded server needs no setup: a first `tenant create` makes and migrates it.
-    if (embedded) await runMigrations(database);
+    if (embedded) await migrateDatabase(database, config);
     await work(database, url);
     return 0;
   } finally {

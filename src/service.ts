@@ -15,10 +15,12 @@ import { httpServerOptions } from "./http/server-options.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
 import { ServiceMetrics } from "./metrics.js";
+import { MAX_PAYLOAD_BYTES_DEFAULT } from "./outbox/admission.js";
 import { OutboxNotifier } from "./outbox/notifier.js";
 import { deliveryPolicies } from "./jobs/delivery-policies.js";
 import { OutboxWorker } from "./outbox/worker/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
+import { writeSqlSettings } from "./outbox/sql-settings.js";
 
 export interface ServiceOptions {
   config: Config;
@@ -52,6 +54,21 @@ export async function databaseTarget(config: Config): Promise<{ url: string; emb
   if (config.DATABASE_URL) return { url: config.DATABASE_URL, embedded: undefined };
   const embedded = await startEmbeddedPostgres({ dataDir: config.EMBEDDED_DATA_DIR, port: config.EMBEDDED_PG_PORT });
   return { url: embedded.url, embedded };
+}
+
+/**
+ * Applies the migrations, then writes the SQL API's settings (webhook_outbox.settings) from the
+ * environment: WEBHOOK_RETRY_DELAYS, WEBHOOK_TIMEOUT_MS, WEBHOOK_CONNECT_TIMEOUT_MS,
+ * WEBHOOK_ALLOW_INSECURE_URLS and WEBHOOK_ALLOWED_CIDRS.
+ */
+export async function migrateDatabase(database: Database, config: Config): Promise<void> {
+  await runMigrations(database);
+  await writeSqlSettings(database.query, {
+    policy: deliveryPolicies(config).nouvel,
+    allowInsecureUrls: config.WEBHOOK_ALLOW_INSECURE_URLS,
+    allowedCidrs: config.WEBHOOK_ALLOWED_CIDRS,
+    maxPayloadBytes: MAX_PAYLOAD_BYTES_DEFAULT,
+  });
 }
 
 /** Thrown when the HTTP port cannot be bound; the message says why and what to change. */
@@ -103,7 +120,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     if (options.requireDatabase) {
       await checkConnection(database, databaseUrl, embedded ? "the embedded PostgreSQL" : "DATABASE_URL");
     }
-    if (options.migrate) await runMigrations(database);
+    if (options.migrate) await migrateDatabase(database, config);
     // Development only: on the embedded server with no token set, one is made once and kept beside it.
     const internalToken = config.INTERNAL_API_TOKEN
       ? { token: config.INTERNAL_API_TOKEN, file: undefined }

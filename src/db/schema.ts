@@ -2,7 +2,10 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   bigserial,
+  boolean,
   check,
+  cidr,
+  inet,
   foreignKey,
   index,
   integer,
@@ -277,6 +280,33 @@ export const webhookDeliveryAttempts = outboxSchema.table(
     ),
     check("webhook_delivery_attempts_excerpt_ck", sql`octet_length(${t.responseBodyExcerpt}) <= 1024`),
     index("webhook_delivery_attempts_started_idx").on(t.startedAt),
+  ],
+);
+
+/**
+ * The SQL API's settings (webhook_outbox.enqueue reads them): one row, written by every migrate from
+ * the environment (the CLI, the service) or from createOutbox's options (the library).
+ */
+export const settings = outboxSchema.table(
+  "settings",
+  {
+    id: boolean("id").primaryKey().default(true),
+    /** The policy a delivery enqueued through SQL freezes. */
+    retryDelaysMs: integer("retry_delays_ms").array().notNull(),
+    timeoutMs: integer("timeout_ms").notNull(),
+    connectTimeoutMs: integer("connect_timeout_ms").notNull(),
+    /** http URLs and non-public IP literals accepted (development and tests only). */
+    allowInsecureUrls: boolean("allow_insecure_urls").notNull(),
+    /** Non-public ranges accepted all the same (WEBHOOK_ALLOWED_CIDRS), as inet: host bits may be set. */
+    allowedCidrs: inet("allowed_cidrs").array().notNull(),
+    /** The ranges an IP-literal host must not be in: every range that is not public unicast. */
+    blockedCidrs: cidr("blocked_cidrs").array().notNull(),
+    maxPayloadBytes: integer("max_payload_bytes").notNull(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    check("settings_one_row_ck", sql`${t.id}`),
+    check("settings_retry_delays_ck", sql`cardinality(${t.retryDelaysMs}) between 1 and 50`),
   ],
 );
 

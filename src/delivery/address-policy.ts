@@ -103,3 +103,21 @@ export function ipLiteralOf(hostname: string): string | undefined {
 export function familyOf(address: string): 4 | 6 {
   return ipaddr.parse(address).kind() === "ipv6" ? 6 : 4;
 }
+
+/**
+ * Every range AddressPolicy refuses, as CIDR text: ipaddr.js's special ranges of both families,
+ * except IPv4-mapped IPv6 (judged by the IPv4 address it carries). What the SQL API checks an
+ * IP-literal host against (webhook_outbox.settings.blocked_cidrs).
+ */
+export function nonPublicRanges(): string[] {
+  type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+  const lists = (special: Record<string, Range | Range[]>, skip: string[]) =>
+    Object.entries(special)
+      .filter(([name]) => !skip.includes(name))
+      .flatMap(([, ranges]) => (Array.isArray(ranges[0]) ? (ranges as Range[]) : [ranges as Range]))
+      .map(([address, bits]) => `${address.toString()}/${bits}`);
+  // The special ranges are on the prototypes; @types of ipaddr.js do not declare them.
+  const special = (kind: typeof ipaddr.IPv4 | typeof ipaddr.IPv6) =>
+    (kind.prototype as unknown as { SpecialRanges: Record<string, Range | Range[]> }).SpecialRanges;
+  return [...lists(special(ipaddr.IPv4), []), ...lists(special(ipaddr.IPv6), ["ipv4Mapped"])];
+}

@@ -7,11 +7,20 @@ import { runMigrations } from "../db/migrate.js";
 import type { Resolver } from "../delivery/address-policy.js";
 import { HttpSender } from "../delivery/http-sender.js";
 import { UrlPolicy } from "../delivery/url-policy.js";
-import { admitEventType, admitIdempotencyKey, admitTenantId, admitText, admitUrl, serializePayload } from "../outbox/admission.js";
+import {
+  admitEventType,
+  admitIdempotencyKey,
+  admitTenantId,
+  admitText,
+  admitUrl,
+  MAX_PAYLOAD_BYTES_DEFAULT,
+  serializePayload,
+} from "../outbox/admission.js";
 import { enqueueOne, type Enqueued } from "../outbox/enqueue.js";
 import { DeliveryNotFoundError, UnknownTenantError } from "../outbox/errors.js";
 import { DELIVERY_POLICY_DEFAULTS, type DeliveryPolicy } from "../outbox/policy.js";
 import { redeliver as redeliverRow } from "../outbox/redeliver.js";
+import { writeSqlSettings } from "../outbox/sql-settings.js";
 import type { AttemptRecord } from "../outbox/sql/record.js";
 import { OutboxWorker } from "../outbox/worker/worker.js";
 import type { WorkerSettings } from "../outbox/worker/options.js";
@@ -86,7 +95,7 @@ export const OUTBOX_DEFAULTS = {
   poolSize: 10,
   allowInsecureUrls: false,
   allowedCidrs: [] as readonly string[],
-  maxPayloadBytes: 1_048_576,
+  maxPayloadBytes: MAX_PAYLOAD_BYTES_DEFAULT,
 } as const;
 
 /** One webhook to enqueue. */
@@ -189,6 +198,12 @@ export function createOutbox(options: OutboxOptions): Outbox {
     async migrate() {
       const db = await database();
       await runMigrations(db);
+      await writeSqlSettings(db.query, {
+        policy,
+        allowInsecureUrls,
+        allowedCidrs: options.allowedCidrs ?? OUTBOX_DEFAULTS.allowedCidrs,
+        maxPayloadBytes,
+      });
     },
 
     async createTenant(name) {

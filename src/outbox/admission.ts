@@ -9,6 +9,9 @@ import { InvalidArgumentError, InvalidPayloadError, UnknownTenantError } from ".
  * would refuse (a NUL in text, an unpaired surrogate in jsonb, a malformed uuid).
  */
 
+/** The largest payload accepted by default, in bytes of its JSON (the library's and the SQL API's). */
+export const MAX_PAYLOAD_BYTES_DEFAULT = 1_048_576;
+
 /** Nesting deeper than this is refused: no webhook needs it, and the walk stays far from the stack's limit. */
 export const MAX_PAYLOAD_DEPTH = 256;
 
