@@ -20,6 +20,7 @@ import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ce
 import { runClaim, type ClaimResult } from "./scenarios/claim.js";
 import { runDestinations, DESTINATION_HOSTS, HANGING_HOSTS, type DestinationsResult } from "./scenarios/destinations.js";
 import { runDrain, type DrainResult } from "./scenarios/drain.js";
+import { runIngest, type IngestResult } from "./scenarios/ingest.js";
 import { runLatency, type LatencyResult } from "./scenarios/latency.js";
 
 const RESULTS_DIR = join(ROOT, "bench", "results");
@@ -56,6 +57,7 @@ interface Results {
   /** The one-destination drain with the per-destination cap lifted. */
   uncapped?: DrainResult;
   destinations: DestinationsResult[];
+  ingest?: IngestResult;
   latencies: LatencyResult[];
   baselines: BaselineResult[];
   claim: ClaimResult[];
@@ -100,6 +102,12 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
     } finally {
       await many.stop();
     }
+  }
+  if (wants(settings, "ingest")) {
+    await attempt("API ingest", async () => {
+      // dist/ was built at the start of the run (the ingest's api process is the built one).
+      results.ingest = await runIngest({ adminUrl: settings.adminUrl, seconds: 10, clients: 64, build: false });
+    });
   }
   if (wants(settings, "latency")) {
     for (const rate of settings.latencyRates) {
@@ -174,6 +182,23 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
     const processes = `${baseline.processes} process${baseline.processes > 1 ? "es" : ""}`;
     rows.push(throughputRow(`${baseline.system}, ${processes}`, baseline.perSecond, peer, baseline.settings));
   }
+  if (results.ingest) {
+    const i = results.ingest;
+    rows.push({
+      scenario: "API ingest: create + complete requests through HTTP",
+      figure: i.requestsPerSecond,
+      unit: "req/s",
+      notes: `built api process, defaults; 64 keep-alive clients in their own process; p50 ${i.p50Ms.toFixed(1)} ms, p99 ${i.p99Ms.toFixed(1)} ms; ${i.failures} failures`,
+    });
+    rows.push({ scenario: "  HTTP-only ceiling (same Hono stack, no database)", figure: i.httpOnlyCeilingPerSecond, unit: "req/s", notes: `p99 ${i.httpOnlyP99Ms.toFixed(1)} ms` });
+    rows.push({
+      scenario: "  single-row INSERT commit ceiling (10 connections)",
+      figure: i.insertCeilingPerSecond,
+      unit: "/s",
+      notes: `mean of just before (${Math.round(i.insertCeilingBeforeAfter[0])}) and just after (${Math.round(i.insertCeilingBeforeAfter[1])}) the API's load`,
+    });
+    rows.push({ scenario: "  API ingest ÷ INSERT commit ceiling", figure: i.ofInsertCeiling, unit: "×" });
+  }
   for (const l of results.latencies) {
     const at = `latency at ${l.offeredPerSecond}/s, commit → arrival`;
     rows.push({ scenario: `${at} p50`, figure: l.p50, unit: "ms", notes: `${l.jobs} updates offered (achieved ${Math.round(l.achievedPerSecond)}/s, ${l.lateStarts} late)` });
@@ -219,8 +244,10 @@ async function main(): Promise<number> {
     });
   }
 
-  if (settings.workerRuntime === "dist" && (wants(settings, "drain") || wants(settings, "latency"))) {
-    log("building dist/ for BENCH_WORKER_RUNTIME=dist");
+  // The ingest scenario always runs the built api process; the others do with BENCH_WORKER_RUNTIME=dist.
+  const runsDist = settings.workerRuntime === "dist" && (["drain", "uncapped", "destinations", "latency"] as const).some((name) => wants(settings, name));
+  if (runsDist || wants(settings, "ingest")) {
+    log("building dist/");
     buildDist();
   }
   const receiver = await ReceiverProcess.start();
@@ -270,6 +297,7 @@ async function main(): Promise<number> {
     drains: results.drains,
     uncapped: results.uncapped,
     destinations: results.destinations,
+    ingest: results.ingest,
     latencies: results.latencies,
     baselines: results.baselines,
     claim: results.claim,
