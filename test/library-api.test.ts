@@ -186,6 +186,30 @@ describe("enqueue from a pool and a drizzle transaction", () => {
   });
 });
 
+describe("a worker with a retention", () => {
+  it("deletes finished deliveries older than retentionMs, and keeps the rest", async () => {
+    const old = await outbox.enqueue(pool, { tenantId: tenant.tenantId, url: receiver.url, eventType: "old", payload: {}, idempotencyKey: "retained-old" });
+    const recent = await outbox.enqueue(pool, { tenantId: tenant.tenantId, url: receiver.url, eventType: "recent", payload: {}, idempotencyKey: "retained-recent" });
+    await eventually(async () => {
+      const rows = await testDb.database.query<{ n: number }>(
+        "select count(*)::int as n from webhook_outbox.webhook_deliveries where id = any($1::uuid[]) and status = 'succeeded'",
+        [[old.deliveryId, recent.deliveryId]],
+      );
+      return rows[0]?.n === 2 ? true : undefined;
+    });
+    await testDb.database.query("update webhook_outbox.webhook_deliveries set finished_at = now() - interval '2 days' where id = $1", [old.deliveryId]);
+    const pruner = outbox.worker({ retentionMs: 86_400_000, pollIntervalMs: 600_000 });
+    await pruner.start();
+    try {
+      await eventually(async () => ((await deliveriesByKey("retained-old")).length === 0 ? true : undefined));
+      expect(await attemptsOf(testDb.database, old.deliveryId)).toEqual([]);
+      expect((await deliveriesByKey("retained-recent")).map((row) => row.id)).toEqual([recent.deliveryId]);
+    } finally {
+      await pruner.stop();
+    }
+  });
+});
+
 describe("refusals", () => {
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = { back: cyclic };

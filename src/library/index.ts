@@ -20,6 +20,7 @@ import { enqueueOne, type Enqueued } from "../outbox/enqueue.js";
 import { DeliveryNotFoundError, UnknownTenantError } from "../outbox/errors.js";
 import { DELIVERY_POLICY_DEFAULTS, type DeliveryPolicy } from "../outbox/policy.js";
 import { redeliver as redeliverRow } from "../outbox/redeliver.js";
+import { startRetentionSweeper, type RetentionSweeper } from "../outbox/retention.js";
 import { writeSqlSettings } from "../outbox/sql-settings.js";
 import type { AttemptRecord } from "../outbox/sql/record.js";
 import { OutboxWorker } from "../outbox/worker/worker.js";
@@ -117,6 +118,12 @@ export interface OutboxWorkerOptions extends Partial<WorkerSettings> {
   workerId?: string | undefined;
   /** Called once per recorded attempt. */
   onAttempt?: ((record: AttemptRecord) => void) | undefined;
+  /**
+   * Finished (succeeded or failed) deliveries older than this are deleted with their attempts, at
+   * start and every 10 minutes, by every worker that has it (they share the work). 0 keeps them all.
+   * @defaultValue 0
+   */
+  retentionMs?: number | undefined;
 }
 
 /** A worker: claims due deliveries, sends them signed, records every attempt. */
@@ -227,16 +234,20 @@ export function createOutbox(options: OutboxOptions): Outbox {
     worker(workerOptions = {}) {
       const sender = new HttpSender(urlPolicy);
       let worker: OutboxWorker | undefined;
-      const settings = definedOnly(workerOptions);
+      let retention: RetentionSweeper | undefined;
+      const { retentionMs = 0, ...settings } = definedOnly(workerOptions);
       const workerId = workerOptions.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
       const handle: OutboxWorkerHandle = {
         workerId,
         async start() {
           if (worker) return;
-          worker = new OutboxWorker({ ...settings, database: await database(), sender, logger, workerId });
+          const db = await database();
+          worker = new OutboxWorker({ ...settings, database: db, sender, logger, workerId });
           await worker.start();
+          retention = startRetentionSweeper({ database: db, logger, retentionMs });
         },
         async stop() {
+          await retention?.stop();
           await worker?.stop();
           await sender.close();
         },
