@@ -203,6 +203,9 @@ describe("a fresh install into an application's database", () => {
       const deliveries = await harness.api.get(`/api/v1/jobs/${created.body.jobId}/deliveries`);
       expect(deliveries.status).toBe(200);
       expect(deliveries.headers.get("ratelimit-remaining")).not.toBeNull();
+      // Counted in the shared table, not by the in-process stand-in the limiter falls back on.
+      const [limits] = await database.query<{ points: number }>("select max(points)::int as points from webhook_outbox.api_rate_limits");
+      expect(limits?.points).toBeGreaterThanOrEqual(2);
     } finally {
       await harness.stop();
       await database.close();
