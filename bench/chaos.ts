@@ -244,6 +244,10 @@ async function main(): Promise<number> {
   await chaos;
   proxy.restore();
   const drainedSeconds = (Date.now() - started) / 1000;
+  // A worker killed as the chaos ended was not restarted: start it, so every slot stops cleanly below.
+  for (const [slot, worker] of workers.entries()) {
+    if (worker.child.exitCode !== null || worker.child.signalCode !== null) startWorker(slot);
+  }
 
   // SIGTERM: every process stops claiming, finishes or releases its work, exits 0 saying `stopped`.
   // A worker restarted a moment ago is let finish starting first (a signal before that is a kill).
