@@ -84,13 +84,13 @@ export function databaseOnPool(pool: pg.Pool, options: PoolDatabaseOptions): Dat
       return result.rows as Row[];
     },
     transaction: <T>(work: (query: Query) => Promise<T>) =>
-      inTransaction(pool, (client) =>
+      inTransaction<pg.PoolClient, T>(pool, (client) =>
         work(async <Row>(text: string, params: unknown[] = [], name?: string) =>
           (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[],
         ),
       ),
     transactionDb: <T>(work: (tx: Db) => Promise<T>) =>
-      inTransaction(pool, (client) => work(drizzlePg(client, { schema }) as unknown as Db)),
+      inTransaction<pg.PoolClient, T>(pool, (client) => work(drizzlePg(client, { schema }) as unknown as Db)),
     withSession: async <T>(work: (client: pg.PoolClient) => Promise<T>) => {
       const client = await pool.connect();
       try {
@@ -104,12 +104,18 @@ export function databaseOnPool(pool: pg.Pool, options: PoolDatabaseOptions): Dat
   };
 }
 
+/** What `inTransaction` needs of a pooled connection: node-postgres's, or anything shaped like it. */
+export interface PooledClient {
+  query(text: string): Promise<unknown>;
+  release(error?: Error | boolean): void;
+}
+
 /**
  * One transaction on one pooled connection. Every path gives the connection back: BEGIN, the work,
  * COMMIT and ROLLBACK are all inside the try, and a connection whose ROLLBACK fails (cut, or in an
  * unknown state) is released with the error so the pool destroys it and opens a fresh one.
  */
-export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<C extends PooledClient, T>(pool: { connect(): Promise<C> }, work: (client: C) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let result: T;
   try {

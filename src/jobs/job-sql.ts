@@ -107,9 +107,8 @@ export interface JobState {
   now: Date;
 }
 
-interface JobStateRecord extends JobRecord {
-  version: string;
-  read_at: Date;
+/** A project's columns, prefixed `p_`, on a row that joins jobs to their projects (null where a job has none). */
+interface JoinedProjectColumns {
   p_id: string | null;
   p_index: number | null;
   p_status: ProjectStatus | null;
@@ -118,6 +117,26 @@ interface JobStateRecord extends JobRecord {
   p_error_code: string | null;
   p_error_message: string | null;
   p_updated_at: Date | null;
+}
+
+/** The project of a joined row whose `p_id` is set. */
+function joinedProject(jobId: string, row: JoinedProjectColumns): ProjectRow {
+  return toProject({
+    id: row.p_id as string,
+    job_id: jobId,
+    index: row.p_index as number,
+    status: row.p_status as ProjectStatus,
+    video_url: row.p_video_url,
+    seed: row.p_seed,
+    error_code: row.p_error_code,
+    error_message: row.p_error_message,
+    updated_at: row.p_updated_at as Date,
+  });
+}
+
+interface JobStateRecord extends JobRecord, JoinedProjectColumns {
+  version: string;
+  read_at: Date;
 }
 
 /** One snapshot of several jobs and their projects, without a lock: each write that follows checks `version`. */
@@ -140,19 +159,7 @@ export async function readJobStates(query: Query, jobIds: string[]): Promise<Map
       states.set(row.id, state);
     }
     if (row.p_id === null) continue;
-    state.projects.push(
-      toProject({
-        id: row.p_id,
-        job_id: row.id,
-        index: row.p_index as number,
-        status: row.p_status as ProjectStatus,
-        video_url: row.p_video_url,
-        seed: row.p_seed,
-        error_code: row.p_error_code,
-        error_message: row.p_error_message,
-        updated_at: row.p_updated_at as Date,
-      }),
-    );
+    state.projects.push(joinedProject(row.id, row));
   }
   return states;
 }
@@ -359,19 +366,7 @@ export async function insertJobs(query: Query, inserts: JobInsert[], timeoutMs: 
     const at = Number(row.ord) - 1;
     const created = (inserted[at] ??= { job: toJob({ ...row, id: row.id }), projects: [] });
     if (row.p_id === null) continue;
-    created.projects.push(
-      toProject({
-        id: row.p_id,
-        job_id: row.id,
-        index: row.p_index as number,
-        status: row.p_status as ProjectStatus,
-        video_url: row.p_video_url,
-        seed: row.p_seed,
-        error_code: row.p_error_code,
-        error_message: row.p_error_message,
-        updated_at: row.p_updated_at as Date,
-      }),
-    );
+    created.projects.push(joinedProject(row.id, row));
   }
   return inserted;
 }

@@ -1,5 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { Query } from "../db/client.js";
+import { inTransaction, type Query } from "../db/client.js";
 
 /*
  * Where an enqueue runs: the caller's transaction, in any of the shapes an application holds one.
@@ -75,24 +75,8 @@ function drizzleSql(text: string, params: unknown[]): SQL {
  */
 export async function inCallersTransaction<T>(tx: Transaction, work: (query: Query) => Promise<T>): Promise<T> {
   if (tx === null || typeof tx !== "object") throw new TypeError("enqueue needs a transaction: a pg client, pool or drizzle transaction");
-  if (isPool(tx)) {
-    const client = await tx.connect();
-    let result: T;
-    try {
-      await client.query("begin");
-      result = await work(clientQuery(client));
-      await client.query("commit");
-    } catch (error) {
-      const rollbackError = await client.query("rollback").then(
-        () => undefined,
-        (failure: Error) => failure,
-      );
-      client.release(rollbackError ?? undefined);
-      throw error;
-    }
-    client.release();
-    return result;
-  }
+  // A pool: a transaction of its own, its connection always given back.
+  if (isPool(tx)) return inTransaction(tx, (client) => work(clientQuery(client)));
   const candidate = tx as Partial<DrizzleLike & PgClientLike>;
   if (isFunction(candidate.execute)) {
     const driver = drizzleDriver(tx);
