@@ -27,6 +27,10 @@ select job_id, tenant_id, case when g % 3 = 0 then 'veo3' else 'nouvel' end, 'pr
        created_at + interval '10 minutes'
 from gen;
 
+insert into webhook_outbox.destinations (tenant_id, url)
+select distinct tenant_id, 'https://receiver-' || (g % 200) || '.example.com/hooks/' || (g % 7) from gen
+on conflict do nothing;
+
 insert into webhook_outbox.webhook_deliveries (id, tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
   retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, last_response_status, last_error, created_at, finished_at)
 select delivery_id, tenant_id, job_id, 'job.completed', 'https://receiver-' || (g % 200) || '.example.com/hooks/' || (g % 7),

@@ -8,7 +8,10 @@ import { databaseTarget, ListenError, migrateDatabase, startService, type Servic
 import { AppError } from "./errors.js";
 import { OutboxError } from "./outbox/errors.js";
 import { redeliver } from "./outbox/redeliver.js";
-import { createApiKey, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
+import { DESTINATION_STATES, type DestinationState } from "./db/schema.js";
+import { destinationJson } from "./http/routes/destinations.js";
+import { enableDestination, listDestinations } from "./outbox/destinations.js";
+import { createApiKey, findTenant, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
 import { createTenant } from "./tenants/tenant-service.js";
 import { isUuid } from "./uuid.js";
 
@@ -27,6 +30,10 @@ const USAGE = `usage: webhook-outbox <command>
   tenant rotate-secret <tenant> [--json]
                                new signing secret; the old ones keep signing for SECRET_ROTATION_OVERLAP
   redeliver <deliveryId>       send a succeeded or failed delivery again (same webhook-id, fresh attempts)
+  destination list [--tenant <id|name>] [--state healthy|open|disabled] [--json]
+                               destinations (webhook URLs) with their circuit state, every tenant's by default
+  destination enable <destinationId>
+                               healthy again, counters reset; its waiting deliveries go at once
   database-url                 print the connection string in use (for psql "$(…)"); starts the embedded server if need be
   embedded status|stop         the embedded PostgreSQL of this checkout (used when DATABASE_URL is unset)
 
@@ -75,6 +82,8 @@ async function main(argv: string[]): Promise<number> {
       return tenantCommand(config, rest);
     case "redeliver":
       return redeliverCommand(config, rest);
+    case "destination":
+      return destinationCommand(config, rest);
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -166,6 +175,71 @@ async function redeliverCommand(config: Config, args: string[]): Promise<number>
   return code;
 }
 
+const DESTINATION_USAGE = `usage: webhook-outbox destination list [--tenant <id|name>] [--state healthy|open|disabled] [--json]
+       webhook-outbox destination enable <destinationId>
+`;
+
+/** Operator view of destinations across tenants, and enabling one. */
+async function destinationCommand(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  if (sub === "list") {
+    const options = parseOptions(rest, ["--tenant", "--state"], ["--json"]);
+    const state = options.values["--state"];
+    if (!options.ok || (state !== undefined && !(DESTINATION_STATES as readonly string[]).includes(state))) {
+      process.stderr.write(DESTINATION_USAGE);
+      return 2;
+    }
+    return withDatabase(config, async (database) => {
+      const tenantRef = options.values["--tenant"];
+      const tenantId = tenantRef === undefined ? undefined : (await findTenant(database, tenantRef)).id;
+      const page = await listDestinations(database, { tenantId, state: state as DestinationState | undefined, limit: 1_000 });
+      if (options.flags.has("--json")) {
+        for (const destination of page.destinations) print(JSON.stringify({ tenantId: destination.tenantId, ...destinationJson(destination) }));
+        return;
+      }
+      for (const d of page.destinations) {
+        const detail =
+          d.state === "disabled"
+            ? `disabled ${d.disabledAt?.toISOString()} (${d.disabledReason})`
+            : d.state === "open"
+              ? `open until ${d.openUntil?.toISOString()}`
+              : "healthy";
+        print(`${d.id}  ${detail}  failures ${d.consecutiveFailures}  tenant ${d.tenantId}  ${d.url}`);
+      }
+      if (page.hasMore) print("(the first 1000; narrow with --tenant or --state)");
+    });
+  }
+  if (sub === "enable" && rest.length === 1 && isUuid(rest[0] ?? "")) {
+    return withDatabase(config, async (database) => {
+      const enabled = await enableDestination(database, rest[0] ?? "");
+      print(
+        `destination ${enabled.destination.id} (${enabled.destination.url}) is healthy (was ${enabled.previousState}); ` +
+          `${enabled.released} waiting deliveries released`,
+      );
+    });
+  }
+  process.stderr.write(DESTINATION_USAGE);
+  return 2;
+}
+
+/** `--name value` options and bare flags; anything else makes `ok` false. */
+function parseOptions(
+  args: string[],
+  names: string[],
+  flagNames: string[],
+): { ok: boolean; values: Record<string, string | undefined>; flags: Set<string> } {
+  const values: Record<string, string | undefined> = {};
+  const flags = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    if (flagNames.includes(arg)) flags.add(arg);
+    else if (names.includes(arg) && args[i + 1] !== undefined && values[arg] === undefined) values[arg] = args[++i];
+    else return { ok: false, values, flags };
+  }
+  return { ok: true, values, flags };
+}
+
 async function embeddedCommand(config: Config, args: string[]): Promise<number> {
   const [sub, ...extra] = args;
   const status = embeddedPostgresStatus(config.EMBEDDED_DATA_DIR);
@@ -229,7 +303,7 @@ main(process.argv.slice(2)).then(
     // One line that says what to do: a database that does not answer, a port taken, no embedded server.
     else if (error instanceof DatabaseConnectError || error instanceof ListenError || error instanceof EmbeddedPostgresError)
       process.stderr.write(`${error.message}\n`);
-    else if (error instanceof AppError) process.stderr.write(`${error.code}: ${error.message}\n`);
+    else if (error instanceof AppError || error instanceof OutboxError) process.stderr.write(`${error.code}: ${error.message}\n`);
     else process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);
   },

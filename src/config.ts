@@ -112,6 +112,9 @@ export const configSchema = z.object({
   // The worker's defaults are stated on its options (src/outbox/worker/options.ts).
   WORKER_CONCURRENCY: integer(WORKER_DEFAULTS.concurrency, 1, 10_000),
   DESTINATION_CONCURRENCY: integer(WORKER_DEFAULTS.destinationConcurrency, 1, 10_000),
+  DESTINATION_FAILURE_THRESHOLD: integer(WORKER_DEFAULTS.destinationFailureThreshold, 1, 1_000_000),
+  DESTINATION_COOLDOWN: duration(`${WORKER_DEFAULTS.destinationCooldownMs}ms`),
+  DESTINATION_DISABLE_AFTER: duration(`${WORKER_DEFAULTS.destinationDisableAfterMs}ms`),
   WORKER_BATCH_SIZE: integer(WORKER_DEFAULTS.batchSize, 1, 1_000),
   WORKER_POLL_INTERVAL_MS: integer(WORKER_DEFAULTS.pollIntervalMs, 10, 60_000),
   WORKER_BATCH_WINDOW_MS: integer(WORKER_DEFAULTS.batchWindowMs, 0, 1_000),

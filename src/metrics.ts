@@ -1,7 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { Database } from "./db/client.js";
-import type { AttemptRecord } from "./outbox/sql/record.js";
+import { DESTINATION_STATES } from "./db/schema.js";
+import type { AttemptRecord, DestinationTransition } from "./outbox/sql/record.js";
 
 const QUEUE_STATUSES = ["pending", "delivering"] as const;
 
@@ -42,6 +43,13 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly destinationTransitions = new Counter({
+    name: "webhook_outbox_destination_transitions_total",
+    help: "Changes of a destination's circuit recorded by this process's worker, by state left and state entered",
+    labelNames: ["from", "to"] as const,
+    registers: [this.registry],
+  });
+
   constructor(database: Database, logger: Logger) {
     collectDefaultMetrics({ register: this.registry });
     const scrapeFailed = (error: unknown) => logger.warn({ err: error }, "metrics: queue query failed");
@@ -68,6 +76,26 @@ export class ServiceMetrics {
     });
 
     new Gauge({
+      name: "webhook_outbox_destinations",
+      help: "Destinations (tenants' webhook URLs) by circuit state: healthy, open, disabled (read from the database at scrape time)",
+      labelNames: ["state"] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        try {
+          const rows = await database.query<{ state: string; count: number }>(
+            `select state, count(*)::int as count from webhook_outbox.destinations group by state`,
+          );
+          for (const state of DESTINATION_STATES) {
+            this.set({ state }, rows.find((row) => row.state === state)?.count ?? 0);
+          }
+        } catch (error) {
+          scrapeFailed(error);
+        }
+      },
+    });
+
+    new Gauge({
       name: "webhook_outbox_oldest_due_age_seconds",
       help: "How long the oldest due delivery has been waiting to be claimed; 0 when none is due",
       registers: [this.registry],
@@ -85,6 +113,11 @@ export class ServiceMetrics {
       },
     });
   }
+
+  /** The worker's `onTransition` hook. */
+  readonly recordTransition = (transition: DestinationTransition): void => {
+    this.destinationTransitions.inc({ from: transition.from, to: transition.to });
+  };
 
   /** The worker's `onAttempt` hook. */
   readonly recordAttempt = (record: AttemptRecord): void => {

@@ -181,6 +181,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         logger: logger.child({ component: "worker" }),
         concurrency: config.WORKER_CONCURRENCY,
         destinationConcurrency: config.DESTINATION_CONCURRENCY,
+        destinationFailureThreshold: config.DESTINATION_FAILURE_THRESHOLD,
+        destinationCooldownMs: config.DESTINATION_COOLDOWN,
+        destinationDisableAfterMs: config.DESTINATION_DISABLE_AFTER,
         shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
         batchSize: config.WORKER_BATCH_SIZE,
         maxInterruptions: config.WORKER_MAX_INTERRUPTIONS,
@@ -191,6 +194,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         headerPrefix: config.WEBHOOK_HEADER_PREFIX,
         onAttempt: metrics.recordAttempt,
         onClaim: metrics.recordClaim,
+        onTransition: metrics.recordTransition,
       });
       await parts.worker.start();
       logger.info({ workerId: parts.worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");

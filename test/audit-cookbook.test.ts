@@ -35,7 +35,8 @@ async function seed(name: string, delivery: SeedDelivery): Promise<void> {
   );
   const open = delivery.status === "pending" || delivery.status === "delivering";
   const [row] = await database.query<{ id: string }>(
-    `insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
+    `with destination as (insert into webhook_outbox.destinations (tenant_id, url) values ($1, $3) on conflict do nothing)
+     insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
        retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', $3, '{}', $4::text, $5, 3, '{0,10000,60000}', 10000, 10000,
        case when $6 then now() + interval '1 minute' end,

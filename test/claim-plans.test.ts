@@ -36,9 +36,10 @@ const STATEMENTS = {
   claim: { sql: CLAIM_SQL, types: "text, int, int, int, int, uuid[]", args: "'w', 96, 5000, 32, 5, '{}'" },
   record: {
     sql: RECORD_SQL,
-    types: "text, uuid[], int[], text[], text[], int[], int[], text[], text[], text[], timestamptz[], timestamptz[], int[]",
+    types:
+      "text, uuid[], int[], text[], text[], int[], int[], text[], text[], text[], timestamptz[], timestamptz[], int[], text[], int, int, int",
     args: `'w', '{${"0".repeat(8)}-0000-0000-0000-${"0".repeat(12)}}', '{1}', '{succeeded}', '{succeeded}', '{null}',
-           '{200}', '{ok}', '{null}', '{null}', '{2026-01-01}', '{2026-01-01}', '{1}'`,
+           '{200}', '{ok}', '{null}', '{null}', '{2026-01-01}', '{2026-01-01}', '{1}', '{success}', 10, 30000, 259200000`,
   },
   release: { sql: RELEASE_SQL, types: "text, uuid[]", args: `'w', '{${"0".repeat(8)}-0000-0000-0000-${"0".repeat(12)}}'` },
 };

@@ -2,11 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimDue, type ClaimedDelivery } from "../src/outbox/sql/claim.js";
 import { redeliver } from "../src/outbox/redeliver.js";
 import { recordAttempts as recordWith, type AttemptRecord } from "../src/outbox/sql/record.js";
+import { WORKER_DEFAULTS } from "../src/outbox/worker/options.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
 import { spawnCli } from "./support/processes.js";
 import { attemptsOf, deliveriesOf, finishedDelivery } from "./support/queries.js";
 import { hang, ok, Receiver } from "./support/receiver.js";
+
+const RULES = {
+  failureThreshold: WORKER_DEFAULTS.destinationFailureThreshold,
+  cooldownMs: WORKER_DEFAULTS.destinationCooldownMs,
+  disableAfterMs: WORKER_DEFAULTS.destinationDisableAfterMs,
+};
 
 let testDb: TestDatabase;
 let harness: Harness;
@@ -46,6 +53,7 @@ function succeeded(deliveryId: string, attemptNumber: number): AttemptRecord {
     startedAt: now,
     finishedAt: now,
     durationMs: 1,
+    destinationResult: "success",
   };
 }
 
@@ -61,7 +69,8 @@ async function claim(workerId: string, limit: number, leaseMarginMs: number, cap
   return result.deliveries;
 }
 
-const recordAttempts = (workerId: string, records: AttemptRecord[]) => recordWith(testDb.database.query, workerId, records);
+const recordAttempts = async (workerId: string, records: AttemptRecord[]) =>
+  (await recordWith(testDb.database.query, workerId, records, RULES)).owned;
 
 async function expireLeases(): Promise<void> {
   await testDb.database.query(

@@ -32,7 +32,10 @@ async function seedDelivery(status: "pending" | "delivering" | "succeeded" | "fa
   );
   const open = status === "pending" || status === "delivering";
   const [delivery] = await database.query<{ id: string }>(
-    `insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
+    `with destination as (
+       insert into webhook_outbox.destinations (tenant_id, url) values ($1, 'https://example.com/hook') on conflict do nothing
+     )
+     insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
        retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', 'https://example.com/hook', '{}', $3::text, $4, 5, '{0,10,10,10,10}', 10000, 10000,
        case when $5 then now() + interval '1 hour' end,

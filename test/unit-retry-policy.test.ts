@@ -157,6 +157,7 @@ describe("decideAttempt", () => {
       startedAt: STARTED,
       finishedAt: FINISHED,
       durationMs: 250,
+      destinationResult: "success",
     });
   });
 
@@ -231,8 +232,16 @@ describe("decideAttempt", () => {
       responseStatus: null,
       responseBodyExcerpt: null,
       error: { kind: "other", message: "the tenant has no active signing secret" },
+      unsent: true,
     });
-    expect(decideAttempt(delivery(), result, CAP)).toMatchObject({ outcome: "retry", errorKind: "other", startedAt: at, finishedAt: at });
+    // Never sent, so it says nothing about the destination's health.
+    expect(decideAttempt(delivery(), result, CAP)).toMatchObject({
+      outcome: "retry",
+      errorKind: "other",
+      startedAt: at,
+      finishedAt: at,
+      destinationResult: null,
+    });
   });
 });
 
@@ -253,6 +262,7 @@ describe("interruptedRecord", () => {
       startedAt: STARTED,
       finishedAt: FINISHED,
       durationMs: 250,
+      destinationResult: null,
     });
   });
 

@@ -25,7 +25,9 @@ export async function seedDueDeliveries(
   const urls = typeof url === "string" ? [url] : url;
   for (let done = 0; done < count; done += CHUNK) {
     await database.query(
-      `with j as (
+      `with destination as (
+         insert into webhook_outbox.destinations (tenant_id, url) select $1, unnest($2::text[]) on conflict do nothing
+       ), j as (
          insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at, completed_at)
          select $1, 'nouvel', 'bench', 'completed', ($2::text[])[1 + (g + $11::int) % cardinality($2::text[])],
                 now() + interval '1 hour', now()

@@ -90,8 +90,13 @@ export async function runDbCeiling(settings: BenchSettings, receiverUrl: string)
           startedAt: finishedAt,
           finishedAt,
           durationMs: 0,
+          destinationResult: "success",
         }));
-        const owned = await recordAttempts(database.query, workerId, records);
+        const { owned } = await recordAttempts(database.query, workerId, records, {
+          failureThreshold: WORKER_DEFAULTS.destinationFailureThreshold,
+          cooldownMs: WORKER_DEFAULTS.destinationCooldownMs,
+          disableAfterMs: WORKER_DEFAULTS.destinationDisableAfterMs,
+        });
         recorded += owned.length;
       }
     };

@@ -35,8 +35,14 @@ export const ERROR_KINDS = [
   "http_status",
   "redirect",
   "other",
+  // Not sent: the destination is disabled (src/outbox/sql/claim.ts fails its due deliveries).
+  "destination_disabled",
 ] as const;
 export const API_FLAVORS = ["nouvel", "veo3"] as const;
+/** A destination's circuit: healthy (closed), open (its deliveries wait, one probe per cool-down), disabled. */
+export const DESTINATION_STATES = ["healthy", "open", "disabled"] as const;
+/** Why a destination was disabled: it answered 410 Gone, or it kept failing for DESTINATION_DISABLE_AFTER. */
+export const DISABLED_REASONS = ["gone", "failing"] as const;
 
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export type ProjectStatus = (typeof PROJECT_STATUSES)[number];
@@ -44,6 +50,8 @@ export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 export type ApiFlavor = (typeof API_FLAVORS)[number];
+export type DestinationState = (typeof DESTINATION_STATES)[number];
+export type DisabledReason = (typeof DISABLED_REASONS)[number];
 
 /** scheme://AUTHORITY/…: the part of a URL that names its destination. The same pattern runs in SQL and in JS. */
 export const URL_AUTHORITY_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)";
@@ -52,6 +60,20 @@ export const URL_AUTHORITY_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)";
 export const MAX_EVENT_TYPE_LENGTH = 255;
 /** The longest idempotency key, in characters. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+
+/**
+ * A destination's id, derived from (tenant_id, url): a name-based UUID (version 3, the MD5 of
+ * "tenant_id url"). Every producer of a delivery gets its destination_id without a lookup, and
+ * the destinations primary key is the unique (tenant_id, url) without an index on URLs up to
+ * 2048 characters (a btree entry holds at most 2704 bytes).
+ */
+export function destinationIdSql(tenantId: string, url: string): string {
+  const hex = `md5(${tenantId}::text || ' ' || ${url})`;
+  return (
+    `(substr(${hex}, 1, 12) || '3' || substr(${hex}, 14, 3) || ` +
+    `translate(substr(${hex}, 17, 1), '0123456789abcdef', '89ab89ab89ab89ab') || substr(${hex}, 18))::uuid`
+  );
+}
 
 const inList = (values: readonly string[]) => sql.raw(values.map((value) => `'${value}'`).join(", "));
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
@@ -159,6 +181,86 @@ export const jobProjects = outboxSchema.table(
   ],
 );
 
+/**
+ * A tenant's webhook URL and its health, shared by every worker. The record statement
+ * (src/outbox/sql/record.ts) moves it between states; the claim (src/outbox/sql/claim.ts) holds an
+ * open one's deliveries back and lets one probe through per cool-down.
+ */
+export const destinations = outboxSchema.table(
+  "destinations",
+  {
+    id: uuid("id")
+      .primaryKey()
+      .generatedAlwaysAs(sql.raw(destinationIdSql("tenant_id", "url"))),
+    tenantId: uuid("tenant_id").notNull(),
+    url: text("url").notNull(),
+    state: text("state").$type<DestinationState>().notNull().default("healthy"),
+    /** Failed attempts since the last success. */
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    /** When the first failed attempt of the current run of failures ended; null while it succeeds. */
+    firstFailureAt: tstz("first_failure_at"),
+    lastSuccessAt: tstz("last_success_at"),
+    lastFailureAt: tstz("last_failure_at"),
+    /** While open: the end of the cool-down (or of the probe's lease while a probe is in flight). */
+    openUntil: tstz("open_until"),
+    disabledAt: tstz("disabled_at"),
+    disabledReason: text("disabled_reason").$type<DisabledReason>(),
+    createdAt: tstz("created_at").notNull().default(nowMs),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({ name: "destinations_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete("cascade"),
+    check("destinations_state_ck", sql`${t.state} in (${inList(DESTINATION_STATES)})`),
+    check(
+      "destinations_disabled_reason_ck",
+      sql`${t.disabledReason} is null or ${t.disabledReason} in (${inList(DISABLED_REASONS)})`,
+    ),
+    check(
+      "destinations_disabled_ck",
+      sql`(${t.state} = 'disabled') = (${t.disabledAt} is not null and ${t.disabledReason} is not null)`,
+    ),
+    check("destinations_open_ck", sql`(${t.state} = 'open') = (${t.openUntil} is not null)`),
+    check(
+      "destinations_failures_ck",
+      sql`${t.consecutiveFailures} >= 0 and (${t.consecutiveFailures} > 0) = (${t.firstFailureAt} is not null)`,
+    ),
+    // GET /api/v1/destinations: per tenant, newest first, keyset-paginated on (created_at, id).
+    index("destinations_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
+    // The claim's set of destinations it holds back or probes: open and disabled ones only (a handful).
+    index("destinations_unhealthy_idx")
+      .on(t.openUntil)
+      .where(sql`${t.state} <> 'healthy'`),
+  ],
+);
+
+/** Every change of a destination's state, with why: the history behind its current state. */
+export const destinationEvents = outboxSchema.table(
+  "destination_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    destinationId: uuid("destination_id").notNull(),
+    tenantId: uuid("tenant_id").notNull(),
+    fromState: text("from_state").$type<DestinationState>().notNull(),
+    toState: text("to_state").$type<DestinationState>().notNull(),
+    /** failures (the threshold was reached), probe_failed, gone, failing, success, enabled. */
+    reason: text("reason").notNull(),
+    consecutiveFailures: integer("consecutive_failures").notNull(),
+    at: tstz("at").notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({
+      name: "destination_events_destination_fk",
+      columns: [t.destinationId],
+      foreignColumns: [destinations.id],
+    }).onDelete("cascade"),
+    check("destination_events_from_state_ck", sql`${t.fromState} in (${inList(DESTINATION_STATES)})`),
+    check("destination_events_to_state_ck", sql`${t.toState} in (${inList(DESTINATION_STATES)})`),
+    index("destination_events_destination_idx").on(t.destinationId, t.at),
+    // Retention prunes the history by age.
+    index("destination_events_at_idx").on(t.at),
+  ],
+);
+
 export const webhookDeliveries = outboxSchema.table(
   "webhook_deliveries",
   {
@@ -196,6 +298,10 @@ export const webhookDeliveries = outboxSchema.table(
     // Leases that ran out with the attempt unrecorded (its worker died). They spend no attempt of the
     // budget; past MAX_INTERRUPTIONS the delivery fails, so a payload that crashes workers still ends.
     interruptions: integer("interruptions").notNull().default(0),
+    // The destination (tenant_id, url) whose health this delivery shares; see destinationIdSql.
+    destinationId: uuid("destination_id")
+      .notNull()
+      .generatedAlwaysAs(sql.raw(destinationIdSql("tenant_id", "url"))),
   },
   (t) => [
     foreignKey({ name: "webhook_deliveries_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
@@ -203,6 +309,11 @@ export const webhookDeliveries = outboxSchema.table(
     ),
     // A job's deliveries (and their attempts) go when the job is deleted.
     foreignKey({ name: "webhook_deliveries_job_fk", columns: [t.jobId], foreignColumns: [jobs.id] }).onDelete("cascade"),
+    foreignKey({
+      name: "webhook_deliveries_destination_fk",
+      columns: [t.destinationId],
+      foreignColumns: [destinations.id],
+    }),
     // NULLS DISTINCT: deliveries without a job never collide.
     unique("webhook_deliveries_job_event_uq").on(t.jobId, t.eventType),
     // Keyed deliveries only (the job API's carry no key): ON CONFLICT names it with its predicate.
@@ -237,6 +348,12 @@ export const webhookDeliveries = outboxSchema.table(
     index("webhook_deliveries_in_flight_idx")
       .on(t.destination, t.lockedUntil)
       .where(sql`${t.status} = 'delivering' and ${t.lockedUntil} is not null`),
+    // Parked deliveries (pending, next_attempt_at 'infinity': their destination's circuit is open), per
+    // destination, oldest first: the claim's probe, and what goes at once when the destination closes
+    // or is enabled. Empty while every destination is healthy, so the hot path never touches it.
+    index("webhook_deliveries_parked_idx")
+      .on(t.destinationId, t.createdAt)
+      .where(sql`${t.status} = 'pending' and ${t.nextAttemptAt} = 'infinity'`),
     index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
     // GET /api/v1/deliveries?status=failed (the polling safety net). Partial, so the claim loop's
     // updates of open rows never touch it; other statuses are served by ..._tenant_created_idx.

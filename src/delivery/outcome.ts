@@ -9,6 +9,8 @@ export interface AttemptResult {
   responseBodyExcerpt: string | null;
   retryAfterMs?: number | undefined;
   error: { kind: ErrorKind; message: string } | null;
+  /** Never sent (e.g. nothing to sign it with): it says nothing about its destination. */
+  unsent?: true;
 }
 
 export interface Classification {

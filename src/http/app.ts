@@ -10,6 +10,7 @@ import { docsRoutes } from "./docs-page.js";
 import { errorHandler, sendError } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
+import { destinationRoutes } from "./routes/destinations.js";
 import { healthRoutes } from "./routes/health.js";
 import { internalRoutes } from "./routes/internal.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -84,6 +85,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", internalRoutes(deps.jobService));
   app.route("/", veoRoutes(deps.jobService));
   app.route("/", deliveryRoutes(deps.database, deps.jobService));
+  app.route("/", destinationRoutes(deps.database));
 
   registerWebhooks(app, deps.webhookHeaderPrefix);
   registerDocumentRoute(app);
@@ -106,6 +108,10 @@ const OPENAPI_DOCUMENT = {
     { name: "jobs", description: "Jobs of one or more projects; their completion sends the `jobCompleted` webhook" },
     { name: "veo3", description: "The Veo3-style surface: one-video generations and the `veoGeneration` webhook" },
     { name: "deliveries", description: "Every webhook delivery and its attempts; redelivery" },
+    {
+      name: "destinations",
+      description: "Each webhook URL's health: its circuit opens on repeated failures and it is disabled when it stays dead or answers 410 Gone",
+    },
     { name: "internal", description: "The generation backend's progress reports (Bearer INTERNAL_API_TOKEN)" },
     { name: "operations", description: "Health, readiness, metrics and this document (no credentials)" },
     { name: "webhooks", description: "What the service POSTs to receivers" },

@@ -8,6 +8,7 @@ import { ApiKeyRejectedError, AppError } from "../errors.js";
 import {
   DeliveryInFlightError,
   DeliveryNotFoundError,
+  DestinationNotFoundError,
   InvalidArgumentError,
   InvalidPayloadError,
   OutboxError,
@@ -41,7 +42,9 @@ export function validationHook(
 
 /** The status of each of the outbox's domain errors; their code and message pass through. */
 function outboxErrorStatus(error: OutboxError): ContentfulStatusCode {
-  if (error instanceof DeliveryNotFoundError || error instanceof UnknownTenantError) return 404;
+  if (error instanceof DeliveryNotFoundError || error instanceof DestinationNotFoundError || error instanceof UnknownTenantError) {
+    return 404;
+  }
   if (error instanceof DeliveryInFlightError) return 409;
   if (error instanceof InvalidPayloadError || error instanceof InvalidArgumentError) return 400;
   return 500;

@@ -205,9 +205,7 @@ with report as (
   from report r join job on job.id = r.job_id
   where p.job_id = r.job_id and p.index = r.index
   returning p.job_id
-), inserted as (
-  ${deliveriesInsert(REPORTS_PARAMS, "o.job_id in (select id from job)")}
-)
+), ${deliveriesInsert(REPORTS_PARAMS, "o.job_id in (select id from job)")}
 select r.job_id as id,
        exists (select from job where job.id = r.job_id) as written,
        exists (select from project where project.job_id = r.job_id) as project_written,

@@ -1,6 +1,6 @@
 import { classifyAttempt, type AttemptResult } from "../delivery/outcome.js";
 import type { ClaimedDelivery } from "./sql/claim.js";
-import type { AttemptRecord } from "./sql/record.js";
+import type { AttemptRecord, DestinationResult } from "./sql/record.js";
 import { nextAfterFailure } from "./policy.js";
 
 /** What one finished attempt means for its delivery: the outcome rules and its frozen retry schedule. */
@@ -53,10 +53,20 @@ export function noSecretResult(now: Date = new Date()): AttemptResult {
     responseStatus: null,
     responseBodyExcerpt: null,
     error: { kind: "other", message: "the tenant has no active signing secret" },
+    unsent: true,
   };
 }
 
 type Verdict = Pick<AttemptRecord, "outcome" | "deliveryStatus" | "retryDelayMs" | "errorKind" | "errorMessage">;
+
+/**
+ * What an attempt says about its destination's health: an answer or a network error counts (2xx a
+ * success, anything else a failure); an interrupted attempt and one never sent say nothing.
+ */
+export function destinationResultOf(outcome: AttemptRecord["outcome"], result: AttemptResult): DestinationResult {
+  if (outcome === "interrupted" || result.unsent) return null;
+  return outcome === "succeeded" ? "success" : "failure";
+}
 
 /** One record per attempt, built field by field: object spread costs microseconds per call here. */
 function attemptRecord(delivery: ClaimedDelivery, result: AttemptResult, verdict: Verdict): AttemptRecord {
@@ -73,5 +83,6 @@ function attemptRecord(delivery: ClaimedDelivery, result: AttemptResult, verdict
     startedAt: result.startedAt,
     finishedAt: result.finishedAt,
     durationMs: result.durationMs,
+    destinationResult: destinationResultOf(verdict.outcome, result),
   };
 }

@@ -37,31 +37,52 @@ export function deliveryValues(deliveries: NewDelivery[]): Record<string, unknow
 }
 
 /**
- * The INSERT of one delivery per element of `deliveryValues`'s arrays, its parameters named in
- * `params`, so that a larger statement can enqueue as one of its steps (the job API writes a job's
- * status and its webhook in one statement). Only rows where `condition` holds are written (over
- * `o.job_id` and the other columns). A delivery that would be a second one of its (job, event type)
+ * The outbox insert as two steps of a larger statement (WITH items), one delivery per row of
+ * `source`: a query giving tenant_id, job_id, event_type, url, payload (JSON), idempotency_key,
+ * retry_delays_ms (int[] or its literal), timeout_ms and connect_timeout_ms. `<name>_destinations`
+ * writes each delivery's destination row if it has none yet (ON CONFLICT DO NOTHING: no lock and
+ * no write when it exists; the delivery references it by the id derived from tenant and URL);
+ * `<name>` writes the deliveries. A delivery that would be a second one of its (job, event type)
  * or (tenant, idempotency key) is not written; `returning id, job_id` names those that were.
  */
-export function deliveriesInsert(params: StatementParams, condition = "true"): string {
-  const $ = (name: string) => params.ref(`delivery_${name}`);
-  return `insert into webhook_outbox.webhook_deliveries
+export function deliveriesInsertFrom(name: string, source: string): string {
+  return `${name}_destinations as (
+  insert into webhook_outbox.destinations (tenant_id, url)
+  select distinct s.tenant_id, s.url from (${source}) s
+  on conflict do nothing
+), ${name} as (
+  insert into webhook_outbox.webhook_deliveries
     (tenant_id, job_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,
      connect_timeout_ms, next_attempt_at)
-  select o.tenant_id, o.job_id, o.event_type, o.url, o.payload::jsonb, o.idempotency_key,
-         cardinality(o.retry_delays_ms::int[]), o.retry_delays_ms::int[], o.timeout_ms, o.connect_timeout_ms,
-         now() + (o.retry_delays_ms::int[])[1] * interval '1 millisecond'
-  from unnest(${$("tenant_id")}::uuid[], ${$("job_id")}::uuid[], ${$("event_type")}::text[], ${$("url")}::text[],
-              ${$("payload")}::text[], ${$("idempotency_key")}::text[], ${$("retry_delays_ms")}::text[],
-              ${$("timeout_ms")}::int[], ${$("connect_timeout_ms")}::int[])
-    as o(tenant_id, job_id, event_type, url, payload, idempotency_key, retry_delays_ms, timeout_ms, connect_timeout_ms)
-  where ${condition}
+  select s.tenant_id, s.job_id, s.event_type, s.url, s.payload::jsonb, s.idempotency_key,
+         cardinality(s.retry_delays_ms::int[]), s.retry_delays_ms::int[], s.timeout_ms, s.connect_timeout_ms,
+         now() + (s.retry_delays_ms::int[])[1] * interval '1 millisecond'
+  from (${source}) s
   on conflict do nothing
-  returning id, job_id`;
+  returning id, job_id
+)`;
+}
+
+/**
+ * `deliveriesInsertFrom` over the elements of `deliveryValues`'s arrays, their parameters named in
+ * `params`, so that a larger statement can enqueue as one of its steps (the job API writes a job's
+ * status and its webhook in one statement). Only rows where `condition` holds are written (over
+ * `o.job_id` and the other columns).
+ */
+export function deliveriesInsert(params: StatementParams, condition = "true", name = "inserted"): string {
+  const $ = (column: string) => params.ref(`delivery_${column}`);
+  return deliveriesInsertFrom(
+    name,
+    `select o.* from unnest(${$("tenant_id")}::uuid[], ${$("job_id")}::uuid[], ${$("event_type")}::text[],
+                            ${$("url")}::text[], ${$("payload")}::text[], ${$("idempotency_key")}::text[],
+                            ${$("retry_delays_ms")}::text[], ${$("timeout_ms")}::int[], ${$("connect_timeout_ms")}::int[])
+      as o(tenant_id, job_id, event_type, url, payload, idempotency_key, retry_delays_ms, timeout_ms, connect_timeout_ms)
+    where ${condition}`,
+  );
 }
 
 const ENQUEUE_PARAMS = new StatementParams();
-const ENQUEUE_SQL = deliveriesInsert(ENQUEUE_PARAMS);
+const ENQUEUE_SQL = `with ${deliveriesInsert(ENQUEUE_PARAMS)} select id from inserted`;
 
 /**
  * Writes one delivery inside the caller's transaction; returns its id, or undefined when its (job,
@@ -78,12 +99,17 @@ export async function enqueueDelivery(query: Query, delivery: NewDelivery): Prom
  * written for an unknown tenant (the statement reads the tenant row, FOR KEY SHARE so it cannot be
  * deleted before the commit, and inserts from it); a second delivery of the same (tenant,
  * idempotency key) is not written, and the NOTIFY that wakes the workers is sent only for a new
- * row. Inside the caller's transaction, Postgres delivers that NOTIFY at the commit, and drops it
+ * row. The delivery's destination row is written beside it when it has none (see deliveriesInsertFrom).
+ * Inside the caller's transaction, Postgres delivers that NOTIFY at the commit, and drops it
  * with a rollback. (The job API sends its NOTIFY after its commits instead: see notifier.ts.)
  */
 const ENQUEUE_ONE_SQL = `
 with tenant as (
   select id from webhook_outbox.tenants where id = $1::uuid for key share
+), destination as (
+  insert into webhook_outbox.destinations (tenant_id, url)
+  select id, $3 from tenant
+  on conflict do nothing
 ), inserted as (
   insert into webhook_outbox.webhook_deliveries
     (tenant_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,

@@ -57,3 +57,12 @@ export class DeliveryInFlightError extends OutboxError {
     this.name = "DeliveryInFlightError";
   }
 }
+
+/** No destination has this id (for this tenant, when one is named). */
+export class DestinationNotFoundError extends OutboxError {
+  readonly code = "DESTINATION_NOT_FOUND";
+  constructor(readonly destinationId: string) {
+    super("destination not found");
+    this.name = "DestinationNotFoundError";
+  }
+}

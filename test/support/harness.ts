@@ -7,7 +7,10 @@ import type { TestDatabase } from "./database.js";
 
 export const INTERNAL_TOKEN = "internal-test-token";
 
-/** Test defaults: local receivers allowed, quick polling, no logs. */
+/**
+ * Test defaults: local receivers allowed, quick polling, no logs. Receivers that fail on purpose
+ * never open their circuit (test/destinations.test.ts sets the threshold it tests).
+ */
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
   return configWith({
     DATABASE_URL: databaseUrl,
@@ -17,6 +20,7 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
     INTERNAL_API_TOKEN: INTERNAL_TOKEN,
     WEBHOOK_ALLOW_INSECURE_URLS: true,
     WORKER_POLL_INTERVAL_MS: 50,
+    DESTINATION_FAILURE_THRESHOLD: 1_000_000,
     ...overrides,
   });
 }

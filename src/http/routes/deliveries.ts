@@ -47,7 +47,9 @@ const DeliverySchema = z
     retryDelaysMs: z.array(z.number().int()),
     timeoutMs: z.number().int(),
     connectTimeoutMs: z.number().int(),
-    nextAttemptAt: z.string().nullable(),
+    nextAttemptAt: z.string().nullable().openapi({
+      description: "When the next attempt is due; null once finished, and while it waits for its destination's circuit to close",
+    }),
     lastResponseStatus: z.number().int().nullable(),
     lastError: z.string().nullable(),
     createdAt: z.string(),
@@ -166,7 +168,8 @@ function deliveryJson(delivery: DeliveryRow) {
     retryDelaysMs: delivery.retryDelaysMs,
     timeoutMs: delivery.timeoutMs,
     connectTimeoutMs: delivery.connectTimeoutMs,
-    nextAttemptAt: delivery.nextAttemptAt?.toISOString() ?? null,
+    // A parked delivery's next_attempt_at is 'infinity': no time is set for it.
+    nextAttemptAt: delivery.nextAttemptAt && Number.isFinite(delivery.nextAttemptAt.getTime()) ? delivery.nextAttemptAt.toISOString() : null,
     lastResponseStatus: delivery.lastResponseStatus,
     lastError: delivery.lastError,
     createdAt: delivery.createdAt.toISOString(),

@@ -2,7 +2,9 @@ import type { Query } from "../../db/client.js";
 
 /*
  * The claim: one round trip takes a batch of due deliveries under a lease, at most the free room of
- * each destination. The partial index webhook_deliveries_claim_idx (next_attempt_at where status in
+ * each destination (host:port), and applies the circuit of each destination (tenant, URL): an open
+ * one's due deliveries are parked (next_attempt_at 'infinity', nothing spent) but for one probe per
+ * cool-down, a disabled one's fail. The partial index webhook_deliveries_claim_idx (next_attempt_at where status in
  * ('pending','delivering')) serves the scan for due rows: while a delivery is leased, next_attempt_at
  * equals locked_until, so a lease that expires makes it due again. webhook_deliveries_in_flight_idx
  * serves the count of live leases per destination.
@@ -62,11 +64,19 @@ with busy as materialized (
   where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
 ),
+held_back as materialized (
+  -- Destinations whose circuit is not closed (a handful, through destinations_unhealthy_idx): an
+  -- open one's deliveries wait, spending nothing, but for one probe once its cool-down is over; a
+  -- disabled one's due deliveries fail.
+  select id, state, open_until <= now() as probe_due, disabled_reason
+  from webhook_outbox.destinations
+  where state <> 'healthy'
+),
 candidate as materialized (
   -- Due rows in due order, skipping destinations with no room at all: a full destination's backlog
   -- is passed over here instead of filling the batch. Read, not locked: more than the batch, so each
   -- destination's share can be cut to its room below.
-  select id, destination, next_attempt_at
+  select id, destination, destination_id, next_attempt_at
   from webhook_outbox.webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
     -- "Not one of the full destinations", written so the planner cannot estimate it: "destination <>
@@ -76,46 +86,104 @@ candidate as materialized (
   order by next_attempt_at
   limit $2 * 4
 ),
+probe as materialized (
+  -- The oldest parked delivery of each open destination whose cool-down is over (webhook_deliveries_parked_idx).
+  select p.id, h.id as destination_id
+  from held_back h
+  cross join lateral (
+    select w.id from webhook_outbox.webhook_deliveries w
+    where w.destination_id = h.id and w.status = 'pending' and w.next_attempt_at = 'infinity'
+    order by w.created_at
+    limit 1
+  ) p
+  where h.state = 'open' and h.probe_due
+  limit $2
+),
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
          row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot
   from candidate c left join busy b on b.destination = c.destination
+  where c.destination_id <> all (array(select id from held_back))
 ),
 chosen as materialized (
-  select id, next_attempt_at from ranked where slot <= $4 order by next_attempt_at limit $2
+  select id, 'send' as action, null::text as disabled_reason
+  from (
+    select id, next_attempt_at from ranked where slot <= $4 order by next_attempt_at
+    limit greatest(0, $2 - (select count(*) from probe))
+  ) sent
+  union all
+  select id, 'probe', null from probe
+  union all
+  -- Due rows of the destinations held back: an open one's are parked until it closes, a disabled one's fail.
+  select c.id, case h.state when 'open' then 'park' else 'refuse' end, h.disabled_reason
+  from candidate c join held_back h on h.id = c.destination_id
+  where c.id <> all (array(select id from probe))
 ),
 due as (
   -- Reached through "= any(array(...))", not by a join: a generic plan guesses a LIMIT $2 at a tenth
   -- of the table and would hash-join a sequential scan of it.
-  select id, status as previous_status, attempt_count as previous_attempts, locked_by as previous_owner,
-         locked_until as previous_lease_end,
-         status = 'delivering' as interrupted,
+  select w.id, w.destination_id, w.timeout_ms, c.action, c.disabled_reason,
+         w.status as previous_status, w.attempt_count as previous_attempts, w.locked_by as previous_owner,
+         w.locked_until as previous_lease_end,
+         w.status = 'delivering' as interrupted,
          -- A lease that ran out with its attempt unrecorded is tried again, unless this makes $5 interruptions.
-         status <> 'delivering' or interruptions + 1 < $5 as goes_on
-  from webhook_outbox.webhook_deliveries
-  where id = any(array(select id from chosen))
-    and status in ('pending', 'delivering') and next_attempt_at <= now()
-  for update skip locked
+         w.status <> 'delivering' or w.interruptions + 1 < $5 as goes_on
+  from webhook_outbox.webhook_deliveries w join chosen c on c.id = w.id
+  where w.id = any(array(select id from chosen))
+    and w.status in ('pending', 'delivering')
+    and (w.next_attempt_at <= now() or (c.action = 'probe' and w.status = 'pending'))
+  for update of w skip locked
+),
+gate as materialized (
+  -- One probe per destination across every worker: the destination row is taken (SKIP LOCKED: a
+  -- claim never waits) at its latest version, so a claim that comes second finds the cool-down
+  -- already pushed on, to the end of the probe's lease.
+  select g.id from webhook_outbox.destinations g
+  where g.id = any(array(select destination_id from due where action = 'probe'))
+    and g.state = 'open' and g.open_until <= now()
+  for no key update skip locked
+),
+probing as (
+  update webhook_outbox.destinations g
+  set open_until = now() + (due.timeout_ms + $3) * interval '1 millisecond', updated_at = now()
+  from due
+  where g.id = any(array(select id from gate)) and due.action = 'probe' and due.destination_id = g.id
+  returning g.id
+),
+acting as (
+  select due.*,
+         case when not due.goes_on then 'give_up'
+              when due.action = 'probe' then (select 'send' from probing where probing.id = due.destination_id)
+              else due.action end as act
+  from due
 ),
 taken as (
   update webhook_outbox.webhook_deliveries d
-  set status = case when due.goes_on then 'delivering' else 'failed' end,
-      attempt_count = case when due.goes_on then d.attempt_count + 1 else d.attempt_count end,
+  set status = case a.act when 'send' then 'delivering' when 'park' then 'pending' else 'failed' end,
+      -- A refused delivery's record is an attempt of its own (error_kind destination_disabled).
+      attempt_count = d.attempt_count + (a.act in ('send', 'refuse'))::int,
       -- An interrupted attempt spends nothing of the budget: the budget grows by the attempt it took.
-      max_attempts = case when due.interrupted and due.goes_on then d.max_attempts + 1 else d.max_attempts end,
-      interruptions = case when due.interrupted then d.interruptions + 1 else d.interruptions end,
-      locked_by = case when due.goes_on then $1 end,
-      locked_until = case when due.goes_on then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
-      next_attempt_at = case when due.goes_on then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
-      finished_at = case when due.goes_on then d.finished_at else now() end,
-      last_error = case when due.goes_on then d.last_error
-                        else 'interrupted ' || (d.interruptions + 1) || ' times: each worker that took it stopped before '
-                             || 'recording an outcome (a payload that crashes workers?)' end
-  from due
-  where d.id = any(array(select id from due)) and d.id = due.id
-  returning d.id, d.tenant_id, d.url, d.destination, d.payload::text as body, d.status, d.attempt_count,
-            d.max_attempts, d.interruptions, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms,
-            due.interrupted, due.previous_attempts, due.previous_owner, due.previous_lease_end
+      max_attempts = d.max_attempts + (a.interrupted and a.act <> 'give_up')::int,
+      interruptions = d.interruptions + a.interrupted::int,
+      locked_by = case when a.act = 'send' then $1 end,
+      locked_until = case when a.act = 'send' then now() + (d.timeout_ms + $3) * interval '1 millisecond' end,
+      -- Parked: pending, due at no time, until its destination closes or is enabled.
+      next_attempt_at = case a.act when 'send' then now() + (d.timeout_ms + $3) * interval '1 millisecond'
+                                   when 'park' then 'infinity'::timestamptz end,
+      finished_at = case when a.act in ('send', 'park') then d.finished_at else now() end,
+      last_error = case a.act
+                     when 'give_up' then 'interrupted ' || (d.interruptions + 1) || ' times: each worker that took it '
+                                         || 'stopped before recording an outcome (a payload that crashes workers?)'
+                     when 'refuse' then 'not sent: the destination is disabled ('
+                                        || case a.disabled_reason when 'gone' then 'it answered 410 Gone'
+                                                                  else 'it kept failing' end
+                                        || '); enable it, then redeliver'
+                     else d.last_error end
+  from acting a
+  where d.id = any(array(select id from acting where act is not null)) and d.id = a.id
+  returning d.id, d.tenant_id, d.url, d.destination, d.payload::text as body, a.act, d.attempt_count,
+            d.max_attempts, d.interruptions, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, d.last_error,
+            a.interrupted, a.previous_attempts, a.previous_owner, a.previous_lease_end
 ),
 interrupted as (
   -- The attempt whose lease ran out is written down as interrupted.
@@ -131,8 +199,16 @@ interrupted as (
   ) x
   on conflict (delivery_id, attempt_number) do nothing
 ),
+refused as (
+  -- A disabled destination's delivery fails without being sent, recorded as a failed attempt.
+  insert into webhook_outbox.webhook_delivery_attempts
+    (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, error_kind, error_message, outcome)
+  select id, attempt_count, $1, now(), now(), 0, 'destination_disabled', last_error, 'failed'
+  from taken where act = 'refuse'
+  on conflict (delivery_id, attempt_number) do nothing
+),
 claimed as (
-  select * from taken where status = 'delivering'
+  select * from taken where act = 'send'
 ),
 tenant_secrets as materialized (
   -- Once per tenant in the batch, not once per row: materialized, or the planner re-runs it for

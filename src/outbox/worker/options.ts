@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Database } from "../../db/client.js";
 import type { HttpSender } from "../../delivery/http-sender.js";
-import type { AttemptRecord } from "../sql/record.js";
+import type { AttemptRecord, DestinationTransition } from "../sql/record.js";
 
 /** How a worker claims, sends and records. Every default is stated here, once; the CLI's environment maps onto these. */
 export interface WorkerSettings {
@@ -21,6 +21,28 @@ export interface WorkerSettings {
    * @defaultValue 64
    */
   destinationConcurrency: number;
+  /**
+   * Consecutive failed attempts to one destination (a tenant's URL), counted over every worker, that
+   * open its circuit: its deliveries then wait, spending no attempt, and one probe goes per
+   * cool-down. A failed attempt is an answer other than 2xx or a network error; interrupted and
+   * unsent attempts do not count.
+   * @defaultValue 10
+   */
+  destinationFailureThreshold: number;
+  /**
+   * How long an open circuit holds its destination's deliveries back before one probe attempt goes
+   * (across every worker). The probe's success closes the circuit; its failure opens it for another
+   * cool-down.
+   * @defaultValue 30000 (30 s)
+   */
+  destinationCooldownMs: number;
+  /**
+   * A destination whose attempts have all failed for this long (since the first failure after its
+   * last success) is disabled: its due deliveries fail without being sent until it is enabled.
+   * A 410 Gone answer disables it at once.
+   * @defaultValue 259200000 (3 d)
+   */
+  destinationDisableAfterMs: number;
   /**
    * Most deliveries claimed in one round trip.
    * @defaultValue 96
@@ -69,6 +91,9 @@ export interface WorkerSettings {
 export const WORKER_DEFAULTS: WorkerSettings = {
   concurrency: 512,
   destinationConcurrency: 64,
+  destinationFailureThreshold: 10,
+  destinationCooldownMs: 30_000,
+  destinationDisableAfterMs: 3 * 86_400_000,
   batchSize: 96,
   batchWindowMs: 5,
   pollIntervalMs: 1_000,
@@ -87,6 +112,8 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
   workerId?: string;
   /** Called once per recorded attempt; metrics hang here. */
   onAttempt?: (record: AttemptRecord) => void;
+  /** Called once per change of a destination's state this worker recorded. */
+  onTransition?: (transition: DestinationTransition) => void;
   /** Called after each claim with the number of deliveries claimed. */
   onClaim?: (count: number) => void;
 }

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Query } from "../../db/client.js";
-import { recordAttempts, type AttemptRecord } from "../sql/record.js";
+import { recordAttempts, type AttemptRecord, type DestinationRules, type Recorded } from "../sql/record.js";
 
 /**
  * Writes finished attempts in batches: results that finish close together share one statement
@@ -21,6 +21,7 @@ export class ResultWriter {
       query: Query;
       workerId: string;
       logger: Logger;
+      rules: DestinationRules;
       /**
        * How long after the previous write the next may start: results that finish close together
        * share it. 0 while a backlog waits on the room these writes free.
@@ -28,6 +29,8 @@ export class ResultWriter {
       windowMs: () => number;
       /** Each written record, with whether this worker still owned its delivery. */
       onWritten: (record: AttemptRecord, owned: boolean) => void;
+      /** What each write did to destinations' circuits. */
+      onRecorded?: (recorded: Recorded) => void;
     },
   ) {}
 
@@ -60,7 +63,7 @@ export class ResultWriter {
       this.lastFlushAt = performance.now();
       const batch = this.queue.splice(0, this.queue.length);
       try {
-        this.written(batch, await recordAttempts(this.options.query, this.options.workerId, batch));
+        this.written(batch, await this.record(batch));
         backoffMs = 50;
       } catch (error) {
         if (isDataError(error)) {
@@ -80,20 +83,26 @@ export class ResultWriter {
   private async writeOneByOne(batch: AttemptRecord[]): Promise<void> {
     for (const record of batch) {
       try {
-        this.written([record], await recordAttempts(this.options.query, this.options.workerId, [record]));
+        this.written([record], await this.record([record]));
       } catch (error) {
         if (!isDataError(error)) {
           this.queue.unshift(record);
           continue;
         }
         this.options.logger.error({ err: error, deliveryId: record.deliveryId }, "attempt could not be recorded");
-        this.written([record], []);
+        this.written([record], { owned: [], transitions: [] });
       }
     }
   }
 
-  private written(batch: AttemptRecord[], ownedIds: string[]): void {
-    const owned = new Set(ownedIds);
+  private async record(batch: AttemptRecord[]): Promise<Recorded> {
+    const recorded = await recordAttempts(this.options.query, this.options.workerId, batch, this.options.rules);
+    this.options.onRecorded?.(recorded);
+    return recorded;
+  }
+
+  private written(batch: AttemptRecord[], recorded: Recorded): void {
+    const owned = new Set(recorded.owned);
     for (const record of batch) {
       this.unwritten.delete(record.deliveryId);
       this.options.onWritten(record, owned.has(record.deliveryId));

@@ -67,7 +67,18 @@ export class OutboxWorker {
       workerId: this.workerId,
       logger: options.logger,
       windowMs: () => (this.inBacklog() ? 0 : this.settings.batchWindowMs),
+      rules: {
+        failureThreshold: this.settings.destinationFailureThreshold,
+        cooldownMs: this.settings.destinationCooldownMs,
+        disableAfterMs: this.settings.destinationDisableAfterMs,
+      },
       onWritten: (record, owned) => this.written(record, owned),
+      onRecorded: (recorded) => {
+        for (const transition of recorded.transitions) {
+          this.logger.info(transition, "destination state changed");
+          this.options.onTransition?.(transition);
+        }
+      },
     });
   }
 
