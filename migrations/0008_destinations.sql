@@ -32,10 +32,22 @@ CREATE TABLE "webhook_outbox"."destinations" (
 	CONSTRAINT "destinations_failures_ck" CHECK ("webhook_outbox"."destinations"."consecutive_failures" >= 0 and ("webhook_outbox"."destinations"."consecutive_failures" > 0) = ("webhook_outbox"."destinations"."first_failure_at" is not null))
 );
 --> statement-breakpoint
+CREATE TABLE "webhook_outbox"."operational_webhooks" (
+	"tenant_id" uuid PRIMARY KEY NOT NULL,
+	"url" text NOT NULL,
+	"retry_delays_ms" integer[] NOT NULL,
+	"timeout_ms" integer NOT NULL,
+	"connect_timeout_ms" integer NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "operational_webhooks_retry_delays_ck" CHECK (cardinality("webhook_outbox"."operational_webhooks"."retry_delays_ms") >= 1)
+);
+--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."webhook_delivery_attempts" DROP CONSTRAINT "webhook_delivery_attempts_error_kind_ck";--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."webhook_deliveries" ADD COLUMN "destination_id" uuid GENERATED ALWAYS AS ((substr(md5(tenant_id::text || ' ' || url), 1, 12) || '3' || substr(md5(tenant_id::text || ' ' || url), 14, 3) || translate(substr(md5(tenant_id::text || ' ' || url), 17, 1), '0123456789abcdef', '89ab89ab89ab89ab') || substr(md5(tenant_id::text || ' ' || url), 18))::uuid) STORED NOT NULL;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destination_events" ADD CONSTRAINT "destination_events_destination_fk" FOREIGN KEY ("destination_id") REFERENCES "webhook_outbox"."destinations"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destinations" ADD CONSTRAINT "destinations_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "webhook_outbox"."operational_webhooks" ADD CONSTRAINT "operational_webhooks_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "destination_events_destination_idx" ON "webhook_outbox"."destination_events" USING btree ("destination_id","at");--> statement-breakpoint
 CREATE INDEX "destination_events_at_idx" ON "webhook_outbox"."destination_events" USING btree ("at");--> statement-breakpoint
 CREATE INDEX "destinations_tenant_created_idx" ON "webhook_outbox"."destinations" USING btree ("tenant_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint

@@ -157,6 +157,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         apiRateLimit: config.API_RATE_LIMIT,
         metrics,
         webhookHeaderPrefix: config.WEBHOOK_HEADER_PREFIX,
+        urlPolicy,
+        operationalPolicy: deliveryPolicies(config).nouvel,
       });
       if (!internalToken.token) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
       const timeouts = {

@@ -261,6 +261,29 @@ export const destinationEvents = outboxSchema.table(
   ],
 );
 
+/**
+ * Where a tenant hears about its own deliveries (delivery.exhausted, destination.disabled,
+ * destination.recovered), with the policy those deliveries freeze. One per tenant.
+ */
+export const operationalWebhooks = outboxSchema.table(
+  "operational_webhooks",
+  {
+    tenantId: uuid("tenant_id").primaryKey(),
+    url: text("url").notNull(),
+    retryDelaysMs: integer("retry_delays_ms").array().notNull(),
+    timeoutMs: integer("timeout_ms").notNull(),
+    connectTimeoutMs: integer("connect_timeout_ms").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({ name: "operational_webhooks_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
+      "cascade",
+    ),
+    check("operational_webhooks_retry_delays_ck", sql`cardinality(${t.retryDelaysMs}) >= 1`),
+  ],
+);
+
 export const webhookDeliveries = outboxSchema.table(
   "webhook_deliveries",
   {

@@ -11,6 +11,9 @@ import { errorHandler, sendError } from "./errors.js";
 import { rateLimit } from "./rate-limit.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
 import { destinationRoutes } from "./routes/destinations.js";
+import { operationalWebhookRoutes } from "./routes/operational-webhook.js";
+import { UrlPolicy } from "../delivery/url-policy.js";
+import { DELIVERY_POLICY_DEFAULTS, type DeliveryPolicy } from "../outbox/policy.js";
 import { healthRoutes } from "./routes/health.js";
 import { internalRoutes } from "./routes/internal.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -30,6 +33,16 @@ export interface AppDependencies {
   metrics?: ServiceMetrics;
   /** WEBHOOK_HEADER_PREFIX: the OpenAPI document names the signature and attempt headers with it. */
   webhookHeaderPrefix: string;
+  /**
+   * Vets the URLs the API stores beside jobs' (the operational webhook's).
+   * @defaultValue the production policy: https and public addresses only
+   */
+  urlPolicy?: UrlPolicy;
+  /**
+   * The policy operational webhooks freeze when their URL is set.
+   * @defaultValue DELIVERY_POLICY_DEFAULTS
+   */
+  operationalPolicy?: DeliveryPolicy;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -86,6 +99,14 @@ export function createApp(deps: AppDependencies) {
   app.route("/", veoRoutes(deps.jobService));
   app.route("/", deliveryRoutes(deps.database, deps.jobService));
   app.route("/", destinationRoutes(deps.database));
+  app.route(
+    "/",
+    operationalWebhookRoutes(
+      deps.database,
+      deps.urlPolicy ?? new UrlPolicy({ allowInsecure: false }),
+      deps.operationalPolicy ?? DELIVERY_POLICY_DEFAULTS,
+    ),
+  );
 
   registerWebhooks(app, deps.webhookHeaderPrefix);
   registerDocumentRoute(app);
@@ -111,6 +132,10 @@ const OPENAPI_DOCUMENT = {
     {
       name: "destinations",
       description: "Each webhook URL's health: its circuit opens on repeated failures and it is disabled when it stays dead or answers 410 Gone",
+    },
+    {
+      name: "operational webhooks",
+      description: "Where a tenant hears about its own deliveries: delivery.exhausted, destination.disabled, destination.recovered",
     },
     { name: "internal", description: "The generation backend's progress reports (Bearer INTERNAL_API_TOKEN)" },
     { name: "operations", description: "Health, readiness, metrics and this document (no credentials)" },

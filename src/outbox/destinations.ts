@@ -2,7 +2,8 @@ import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { Database } from "../db/client.js";
 import { destinations, type DestinationState } from "../db/schema.js";
 import { DestinationNotFoundError } from "./errors.js";
-import { OUTBOX_CHANNEL } from "./enqueue.js";
+import { deliveriesInsertFrom, OUTBOX_CHANNEL } from "./enqueue.js";
+import { DESTINATION_EVENT_DATA, operationalSource } from "./operational-webhooks.js";
 
 export type DestinationRow = typeof destinations.$inferSelect;
 
@@ -56,8 +57,9 @@ interface EnabledRecord {
 
 /*
  * Enabling, in one statement: the destination is healthy with its counters reset, the change is a
- * destination_events row, its parked deliveries are due at once and the workers are woken (the
- * NOTIFY goes out at the commit, only when something was released).
+ * destination_events row, its parked deliveries are due at once, a destination that was not healthy
+ * sends destination.recovered to the tenant's operational webhook, and the workers are woken (the
+ * NOTIFY goes out at the commit, only when something was released or enqueued).
  */
 const ENABLE_SQL = `
 with before as (
@@ -82,13 +84,22 @@ released as (
   set next_attempt_at = now()
   where w.destination_id = any(array(select id from enabled)) and w.status = 'pending' and w.next_attempt_at = 'infinity'
   returning w.id
-)
+),
+${deliveriesInsertFrom(
+  "operational",
+  operationalSource(`
+    select m.tenant_id, 'destination.recovered' as event_type, m.url as about_url, ${DESTINATION_EVENT_DATA} as data,
+           null::text as idempotency_key
+    from enabled m
+    where m.previous_state <> 'healthy'`),
+)}
 select e.id, e.tenant_id, e.url, e.state, e.consecutive_failures, e.first_failure_at, e.last_success_at,
        e.last_failure_at, e.open_until, e.disabled_at, e.disabled_reason, e.created_at, e.updated_at, e.previous_state,
        (select count(*) from released)::int as released
 from enabled e
-left join lateral (select pg_notify('${OUTBOX_CHANNEL}', '') from (select 1) one where exists (select from released)) n
-  on true`;
+left join lateral (
+  select pg_notify('${OUTBOX_CHANNEL}', '') where exists (select from released) or exists (select from operational)
+) n on true`;
 
 export interface EnabledDestination {
   destination: DestinationRow;

@@ -1,4 +1,6 @@
 import type { Query } from "../../db/client.js";
+import { deliveriesInsertFrom, OUTBOX_CHANNEL } from "../enqueue.js";
+import { OPERATIONAL_EVENT_TYPES_SQL, operationalSource } from "../operational-webhooks.js";
 
 /*
  * The claim: one round trip takes a batch of due deliveries under a lease, at most the free room of
@@ -181,7 +183,7 @@ taken as (
                      else d.last_error end
   from acting a
   where d.id = any(array(select id from acting where act is not null)) and d.id = a.id
-  returning d.id, d.tenant_id, d.url, d.destination, d.payload::text as body, a.act, d.attempt_count,
+  returning d.id, d.tenant_id, d.url, d.destination, d.event_type, d.job_id, d.payload::text as body, a.act, d.attempt_count,
             d.max_attempts, d.interruptions, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, d.last_error,
             a.interrupted, a.previous_attempts, a.previous_owner, a.previous_lease_end
 ),
@@ -207,6 +209,18 @@ refused as (
   from taken where act = 'refuse'
   on conflict (delivery_id, attempt_number) do nothing
 ),
+${deliveriesInsertFrom(
+  "operational",
+  operationalSource(`
+    -- A delivery failed for good by its interruptions: delivery.exhausted, as when an attempt fails it.
+    select t.tenant_id, 'delivery.exhausted' as event_type, null::text as about_url,
+           jsonb_build_object(
+             'deliveryId', t.id, 'eventType', t.event_type, 'url', t.url, 'jobId', t.job_id, 'attempts', t.attempt_count,
+             'lastError', jsonb_build_object('kind', 'other', 'message', t.last_error, 'responseStatus', null)) as data,
+           'delivery.exhausted:' || t.id || ':' || t.attempt_count as idempotency_key
+    from taken t
+    where t.act = 'give_up' and t.event_type <> all (${OPERATIONAL_EVENT_TYPES_SQL})`),
+)},
 claimed as (
   select * from taken where act = 'send'
 ),
@@ -224,7 +238,8 @@ select c.id, c.tenant_id, c.url, c.destination, c.body, c.attempt_count, c.max_a
 from claimed c
 join tenant_secrets k on k.tenant_id = c.tenant_id
 union all
--- The last row: no delivery, the destinations left at their cap.
+-- The last row: no delivery, the destinations left at their cap (and a NOTIFY, at the commit, for
+-- operational webhooks enqueued).
 select null, null, null, null, null, null, null, null, null, null, null, null,
        array(
          select r.destination from ranked r
@@ -232,7 +247,9 @@ select null, null, null, null, null, null, null, null, null, null, null, null,
          having max(r.slot) >= $4
          union
          select b.destination from busy b where b.held >= $4
-       )`;
+       )
+from (select 1) one
+left join lateral (select pg_notify('${OUTBOX_CHANNEL}', '') where exists (select from operational)) notified on true`;
 
 type ClaimRow = Omit<ClaimedDelivery, "id"> & { id: string | null; capped: string[] | null };
 

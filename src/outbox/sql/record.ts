@@ -1,6 +1,8 @@
 import type { Query } from "../../db/client.js";
 import type { AttemptOutcome, DestinationState, ErrorKind } from "../../db/schema.js";
-import { OUTBOX_CHANNEL } from "../enqueue.js";
+import { deliveriesInsertFrom, OUTBOX_CHANNEL } from "../enqueue.js";
+import { DESTINATION_EVENT_DATA, OPERATIONAL_EVENT_TYPES_SQL, operationalSource } from "../operational-webhooks.js";
+
 
 export interface AttemptRecord {
   deliveryId: string;
@@ -51,6 +53,10 @@ export interface DestinationRules {
  * A delivery left pending on an open destination is parked (next_attempt_at 'infinity'); when the
  * destination leaves open, its parked deliveries are due at once. Every change of state is a
  * destination_events row.
+ *
+ * Operational webhooks, in the same statement (so never lost, never doubled): delivery.exhausted
+ * for each delivery this batch fails, destination.disabled and destination.recovered for each
+ * destination it disables or closes (see operational-webhooks.ts for who hears them).
  */
 export const RECORD_SQL = `
 with result as (
@@ -62,7 +68,7 @@ with result as (
 ),
 owned as materialized (
   -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
-  select r.*, d.destination_id
+  select r.*, d.destination_id, d.tenant_id, d.event_type, d.url, d.job_id
   from webhook_outbox.webhook_deliveries d join result r on r.id = d.id
   where d.id = any($2::uuid[]) and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
   for no key update of d
@@ -128,7 +134,7 @@ moved as (
   from decided x
   where g.id = x.id
   returning g.id, g.tenant_id, g.url, x.previous_state, g.state, g.disabled_reason, g.consecutive_failures,
-            x.success_at is not null as succeeded
+            g.first_failure_at, g.last_failure_at, g.disabled_at
 ),
 history as (
   insert into webhook_outbox.destination_events (destination_id, tenant_id, from_state, to_state, reason, consecutive_failures)
@@ -176,14 +182,35 @@ recorded as (
   join settled s on s.id = o.id
   on conflict (delivery_id, attempt_number) do nothing
   returning delivery_id
-)
+),
+${deliveriesInsertFrom(
+  "operational",
+  operationalSource(`
+    -- A delivery failed for good (its last attempt, or one that may not be retried), unless it is
+    -- itself an operational webhook. Keyed by delivery and attempt: one notice per failure.
+    select o.tenant_id, 'delivery.exhausted' as event_type, null::text as about_url,
+           jsonb_build_object(
+             'deliveryId', o.id, 'eventType', o.event_type, 'url', o.url, 'jobId', o.job_id, 'attempts', o.attempt_number,
+             'lastError', jsonb_build_object('kind', o.error_kind, 'message', o.error_message,
+                                             'responseStatus', o.response_status)) as data,
+           'delivery.exhausted:' || o.id || ':' || o.attempt_number as idempotency_key
+    from owned o
+    where o.delivery_status = 'failed' and o.event_type <> all (${OPERATIONAL_EVENT_TYPES_SQL})
+    union all
+    -- A destination disabled, or closed again after being open.
+    select m.tenant_id, case m.state when 'disabled' then 'destination.disabled' else 'destination.recovered' end,
+           m.url, ${DESTINATION_EVENT_DATA}, null
+    from moved m
+    where m.state <> m.previous_state and m.state in ('disabled', 'healthy')`),
+)}
 select delivery_id, null::uuid as destination_id, null::text as from_state, null::text as to_state from recorded
 union all
 select null, id, previous_state, state from moved where state <> previous_state
 union all
--- Deliveries released: wake every worker (delivered at the commit).
-select null, null, null, null from (select pg_notify('${OUTBOX_CHANNEL}', '') from (select 1) one
-                                    where exists (select from released)) notified`;
+-- Deliveries released or enqueued: wake every worker (delivered at the commit).
+select null, null, null, null
+from (select pg_notify('${OUTBOX_CHANNEL}', '') from (select 1) one
+      where exists (select from released) or exists (select from operational)) notified`;
 
 /** A destination whose circuit this record moved. */
 export interface DestinationTransition {
