@@ -43,15 +43,39 @@ CREATE TABLE "webhook_outbox"."operational_webhooks" (
 	CONSTRAINT "operational_webhooks_retry_delays_ck" CHECK (cardinality("webhook_outbox"."operational_webhooks"."retry_delays_ms") >= 1)
 );
 --> statement-breakpoint
+CREATE TABLE "webhook_outbox"."replays" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"tenant_id" uuid NOT NULL,
+	"status" text NOT NULL,
+	"since" timestamp with time zone NOT NULL,
+	"until" timestamp with time zone NOT NULL,
+	"url" text,
+	"state" text DEFAULT 'running' NOT NULL,
+	"matched" integer NOT NULL,
+	"requeued" integer DEFAULT 0 NOT NULL,
+	"cursor_created_at" timestamp with time zone NOT NULL,
+	"cursor_id" uuid NOT NULL,
+	"next_step_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"finished_at" timestamp with time zone,
+	CONSTRAINT "replays_status_ck" CHECK ("webhook_outbox"."replays"."status" in ('failed', 'succeeded')),
+	CONSTRAINT "replays_state_ck" CHECK ("webhook_outbox"."replays"."state" in ('running', 'done')),
+	CONSTRAINT "replays_window_ck" CHECK ("webhook_outbox"."replays"."since" < "webhook_outbox"."replays"."until"),
+	CONSTRAINT "replays_done_ck" CHECK (("webhook_outbox"."replays"."state" = 'done') = ("webhook_outbox"."replays"."finished_at" is not null))
+);
+--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."webhook_delivery_attempts" DROP CONSTRAINT "webhook_delivery_attempts_error_kind_ck";--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."webhook_deliveries" ADD COLUMN "destination_id" uuid GENERATED ALWAYS AS ((substr(md5(tenant_id::text || ' ' || url), 1, 12) || '3' || substr(md5(tenant_id::text || ' ' || url), 14, 3) || translate(substr(md5(tenant_id::text || ' ' || url), 17, 1), '0123456789abcdef', '89ab89ab89ab89ab') || substr(md5(tenant_id::text || ' ' || url), 18))::uuid) STORED NOT NULL;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destination_events" ADD CONSTRAINT "destination_events_destination_fk" FOREIGN KEY ("destination_id") REFERENCES "webhook_outbox"."destinations"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destinations" ADD CONSTRAINT "destinations_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."operational_webhooks" ADD CONSTRAINT "operational_webhooks_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "webhook_outbox"."replays" ADD CONSTRAINT "replays_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "destination_events_destination_idx" ON "webhook_outbox"."destination_events" USING btree ("destination_id","at");--> statement-breakpoint
 CREATE INDEX "destination_events_at_idx" ON "webhook_outbox"."destination_events" USING btree ("at");--> statement-breakpoint
 CREATE INDEX "destinations_tenant_created_idx" ON "webhook_outbox"."destinations" USING btree ("tenant_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint
 CREATE INDEX "destinations_unhealthy_idx" ON "webhook_outbox"."destinations" USING btree ("open_until") WHERE "webhook_outbox"."destinations"."state" <> 'healthy';--> statement-breakpoint
+CREATE INDEX "replays_running_idx" ON "webhook_outbox"."replays" USING btree ("next_step_at") WHERE "webhook_outbox"."replays"."state" = 'running';--> statement-breakpoint
 -- Every existing delivery's destination, before deliveries reference them.
 INSERT INTO "webhook_outbox"."destinations" ("tenant_id", "url") SELECT DISTINCT "tenant_id", "url" FROM "webhook_outbox"."webhook_deliveries" ON CONFLICT DO NOTHING;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."webhook_deliveries" ADD CONSTRAINT "webhook_deliveries_destination_fk" FOREIGN KEY ("destination_id") REFERENCES "webhook_outbox"."destinations"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint

@@ -11,6 +11,9 @@ import { redeliver } from "./outbox/redeliver.js";
 import { DESTINATION_STATES, type DestinationState } from "./db/schema.js";
 import { destinationJson } from "./http/routes/destinations.js";
 import { enableDestination, listDestinations } from "./outbox/destinations.js";
+import { countReplayMatches, createReplay, getReplay, REPLAY_STATUSES, type ReplayStatus } from "./outbox/replay.js";
+import { replayJson } from "./http/routes/replays.js";
+import { isStorableInstant } from "./jobs/cursor.js";
 import { createApiKey, findTenant, listApiKeys, revokeApiKey, rotateSigningSecret } from "./tenants/key-lifecycle.js";
 import { createTenant } from "./tenants/tenant-service.js";
 import { isUuid } from "./uuid.js";
@@ -30,6 +33,9 @@ const USAGE = `usage: webhook-outbox <command>
   tenant rotate-secret <tenant> [--json]
                                new signing secret; the old ones keep signing for SECRET_ROTATION_OVERLAP
   redeliver <deliveryId>       send a succeeded or failed delivery again (same webhook-id, fresh attempts)
+  replay --status failed|succeeded --since <instant> [--until <instant>] [--url <url>] [--tenant <id|name>]
+                               redeliver every match once, paced (REPLAY_RATE a second); every tenant's by default
+  replay show <replayId>       a replay's progress
   destination list [--tenant <id|name>] [--state healthy|open|disabled] [--json]
                                destinations (webhook URLs) with their circuit state, every tenant's by default
   destination enable <destinationId>
@@ -84,6 +90,8 @@ async function main(argv: string[]): Promise<number> {
       return redeliverCommand(config, rest);
     case "destination":
       return destinationCommand(config, rest);
+    case "replay":
+      return replayCommand(config, rest);
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -221,6 +229,59 @@ async function destinationCommand(config: Config, args: string[]): Promise<numbe
   }
   process.stderr.write(DESTINATION_USAGE);
   return 2;
+}
+
+const REPLAY_USAGE = `usage: webhook-outbox replay --status failed|succeeded --since <instant> [--until <instant>] [--url <url>] [--tenant <id|name>]
+       webhook-outbox replay show <replayId>
+`;
+
+/** Operator replay: one replay per tenant with matches (or the one named); the workers do the redelivering. */
+async function replayCommand(config: Config, args: string[]): Promise<number> {
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  if (args[0] === "show") {
+    const replayId = args[1] ?? "";
+    if (args.length !== 2 || !isUuid(replayId)) {
+      process.stderr.write(REPLAY_USAGE);
+      return 2;
+    }
+    return withDatabase(config, async (database) => {
+      print(JSON.stringify(replayJson(await getReplay(database, replayId))));
+    });
+  }
+  const options = parseOptions(args, ["--status", "--since", "--until", "--url", "--tenant"], []);
+  const { values } = options;
+  const status = values["--status"] as ReplayStatus | undefined;
+  const since = new Date(values["--since"] ?? "");
+  const until = values["--until"] === undefined ? undefined : new Date(values["--until"]);
+  if (
+    !options.ok ||
+    status === undefined ||
+    !REPLAY_STATUSES.includes(status) ||
+    !isStorableInstant(since) ||
+    (until !== undefined && (!isStorableInstant(until) || until <= since))
+  ) {
+    process.stderr.write(REPLAY_USAGE);
+    return 2;
+  }
+  return withDatabase(config, async (database) => {
+    const tenantRef = values["--tenant"];
+    const tenantIds =
+      tenantRef === undefined
+        ? (await database.query<{ id: string }>("select id from webhook_outbox.tenants order by created_at")).map((t) => t.id)
+        : [(await findTenant(database, tenantRef)).id];
+    // One end of the window for every tenant's replay.
+    const end = until ?? new Date();
+    let replays = 0;
+    for (const tenantId of tenantIds) {
+      const input = { tenantId, status, since, until: end, url: values["--url"] };
+      // Across tenants, those with nothing to replay get no replay.
+      if (tenantRef === undefined && (await countReplayMatches(database, input)) === 0) continue;
+      const replay = await createReplay(database, input);
+      replays++;
+      print(`replay ${replay.id}  tenant ${tenantId}  matched ${replay.matched}`);
+    }
+    if (replays === 0) print("no delivery matches");
+  });
 }
 
 /** `--name value` options and bare flags; anything else makes `ok` false. */

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
 import { MAX_RETRY_DELAY_MS, parseDuration, parseSchedule } from "./duration.js";
 import { DELIVERY_POLICY_DEFAULTS } from "./outbox/policy.js";
+import { REPLAY_PACING } from "./outbox/replay.js";
 import { WORKER_DEFAULTS } from "./outbox/worker/options.js";
 
 /** A text variable turned into a value by `parse`; a parse error becomes the variable's message. */
@@ -122,6 +123,7 @@ export const configSchema = z.object({
   LEASE_MARGIN_MS: integer(WORKER_DEFAULTS.leaseMarginMs, 0, 600_000),
   SHUTDOWN_GRACE_MS: integer(WORKER_DEFAULTS.shutdownGraceMs, 0, 600_000),
   REPORT_CONCURRENCY: integer(2, 1, 100),
+  REPLAY_RATE: integer(REPLAY_PACING.batchSize, 0, 100_000),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),
   JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),

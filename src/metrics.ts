@@ -96,6 +96,26 @@ export class ServiceMetrics {
     });
 
     new Gauge({
+      name: "webhook_outbox_replay_deliveries",
+      help: "Deliveries of the replays still running: matched when they were created, and requeued so far (read at scrape time)",
+      labelNames: ["kind"] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        try {
+          const [row] = await database.query<{ replays: number; matched: number; requeued: number }>(
+            `select count(*)::int as replays, coalesce(sum(matched), 0)::int as matched, coalesce(sum(requeued), 0)::int as requeued
+             from webhook_outbox.replays where state = 'running'`,
+          );
+          this.set({ kind: "matched" }, row?.matched ?? 0);
+          this.set({ kind: "requeued" }, row?.requeued ?? 0);
+        } catch (error) {
+          scrapeFailed(error);
+        }
+      },
+    });
+
+    new Gauge({
       name: "webhook_outbox_oldest_due_age_seconds",
       help: "How long the oldest due delivery has been waiting to be claimed; 0 when none is due",
       registers: [this.registry],

@@ -20,6 +20,7 @@ import { OutboxNotifier } from "./outbox/notifier.js";
 import { deliveryPolicies } from "./jobs/delivery-policies.js";
 import { OutboxWorker } from "./outbox/worker/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
+import { REPLAY_PACING, startReplayPacer, type ReplayPacer } from "./outbox/replay.js";
 import { writeSqlSettings } from "./outbox/sql-settings.js";
 
 export interface ServiceOptions {
@@ -102,14 +103,16 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const parts: {
     server?: ServerType;
     retention?: RetentionSweeper;
+    replays?: ReplayPacer;
     sweeper?: DeadlineSweeper;
     worker?: OutboxWorker;
     sender?: HttpSender;
   } = {};
   const stop = async () => {
-    const { server, retention, sweeper, worker, sender } = parts;
+    const { server, retention, replays, sweeper, worker, sender } = parts;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     await retention?.stop();
+    await replays?.stop();
     await sweeper?.stop();
     await worker?.stop();
     await sender?.close();
@@ -200,6 +203,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       });
       await parts.worker.start();
       logger.info({ workerId: parts.worker.workerId, concurrency: config.WORKER_CONCURRENCY }, "worker started");
+      parts.replays = startReplayPacer({
+        database,
+        logger: logger.child({ component: "replay" }),
+        batchSize: config.REPLAY_RATE,
+        intervalMs: REPLAY_PACING.intervalMs,
+      });
       parts.retention = startRetentionSweeper({
         database,
         logger: logger.child({ component: "retention" }),

@@ -284,6 +284,50 @@ export const operationalWebhooks = outboxSchema.table(
   ],
 );
 
+export const REPLAY_STATES = ["running", "done"] as const;
+export type ReplayState = (typeof REPLAY_STATES)[number];
+
+/**
+ * A bulk redelivery: every delivery of a tenant with `status`, created in [since, until) (and to
+ * `url`, when set), redelivered in batches oldest first by the workers' paced step, each once: the
+ * cursor (created_at, id) of the last delivery visited only moves forward.
+ */
+export const replays = outboxSchema.table(
+  "replays",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tenantId: uuid("tenant_id").notNull(),
+    status: text("status").$type<"failed" | "succeeded">().notNull(),
+    since: tstz("since").notNull(),
+    until: tstz("until").notNull(),
+    url: text("url"),
+    state: text("state").$type<ReplayState>().notNull().default("running"),
+    /** The deliveries that matched when the replay was created. */
+    matched: integer("matched").notNull(),
+    /** Deliveries redelivered so far. */
+    requeued: integer("requeued").notNull().default(0),
+    // The last delivery visited, (since, the nil uuid) before the first batch.
+    cursorCreatedAt: tstz("cursor_created_at").notNull(),
+    cursorId: uuid("cursor_id").notNull(),
+    /** The next batch is taken at this time or after. */
+    nextStepAt: tstz("next_step_at").notNull().defaultNow(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [
+    foreignKey({ name: "replays_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete("cascade"),
+    check("replays_status_ck", sql`${t.status} in ('failed', 'succeeded')`),
+    check("replays_state_ck", sql`${t.state} in (${inList(REPLAY_STATES)})`),
+    check("replays_window_ck", sql`${t.since} < ${t.until}`),
+    check("replays_done_ck", sql`(${t.state} = 'done') = (${t.finishedAt} is not null)`),
+    // The paced step: running replays, the one due first.
+    index("replays_running_idx")
+      .on(t.nextStepAt)
+      .where(sql`${t.state} = 'running'`),
+  ],
+);
+
 export const webhookDeliveries = outboxSchema.table(
   "webhook_deliveries",
   {

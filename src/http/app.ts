@@ -12,6 +12,7 @@ import { rateLimit } from "./rate-limit.js";
 import { deliveryRoutes } from "./routes/deliveries.js";
 import { destinationRoutes } from "./routes/destinations.js";
 import { operationalWebhookRoutes } from "./routes/operational-webhook.js";
+import { replayRoutes } from "./routes/replays.js";
 import { UrlPolicy } from "../delivery/url-policy.js";
 import { DELIVERY_POLICY_DEFAULTS, type DeliveryPolicy } from "../outbox/policy.js";
 import { healthRoutes } from "./routes/health.js";
@@ -98,6 +99,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", internalRoutes(deps.jobService));
   app.route("/", veoRoutes(deps.jobService));
   app.route("/", deliveryRoutes(deps.database, deps.jobService));
+  app.route("/", replayRoutes(deps.database));
   app.route("/", destinationRoutes(deps.database));
   app.route(
     "/",
@@ -128,7 +130,7 @@ const OPENAPI_DOCUMENT = {
   tags: [
     { name: "jobs", description: "Jobs of one or more projects; their completion sends the `jobCompleted` webhook" },
     { name: "veo3", description: "The Veo3-style surface: one-video generations and the `veoGeneration` webhook" },
-    { name: "deliveries", description: "Every webhook delivery and its attempts; redelivery" },
+    { name: "deliveries", description: "Every webhook delivery and its attempts; redelivery, one or in bulk" },
     {
       name: "destinations",
       description: "Each webhook URL's health: its circuit opens on repeated failures and it is disabled when it stays dead or answers 410 Gone",

@@ -12,6 +12,7 @@ import {
   InvalidArgumentError,
   InvalidPayloadError,
   OutboxError,
+  ReplayNotFoundError,
   UnknownTenantError,
 } from "../outbox/errors.js";
 
@@ -42,7 +43,9 @@ export function validationHook(
 
 /** The status of each of the outbox's domain errors; their code and message pass through. */
 function outboxErrorStatus(error: OutboxError): ContentfulStatusCode {
-  if (error instanceof DeliveryNotFoundError || error instanceof DestinationNotFoundError || error instanceof UnknownTenantError) {
+  if (error instanceof DeliveryNotFoundError || error instanceof DestinationNotFoundError ||
+    error instanceof ReplayNotFoundError ||
+    error instanceof UnknownTenantError) {
     return 404;
   }
   if (error instanceof DeliveryInFlightError) return 409;

@@ -66,3 +66,12 @@ export class DestinationNotFoundError extends OutboxError {
     this.name = "DestinationNotFoundError";
   }
 }
+
+/** No replay has this id (for this tenant, when one is named). */
+export class ReplayNotFoundError extends OutboxError {
+  readonly code = "REPLAY_NOT_FOUND";
+  constructor(readonly replayId: string) {
+    super("replay not found");
+    this.name = "ReplayNotFoundError";
+  }
+}
