@@ -32,6 +32,17 @@ CREATE TABLE "webhook_outbox"."destinations" (
 	CONSTRAINT "destinations_failures_ck" CHECK ("webhook_outbox"."destinations"."consecutive_failures" >= 0 and ("webhook_outbox"."destinations"."consecutive_failures" > 0) = ("webhook_outbox"."destinations"."first_failure_at" is not null))
 );
 --> statement-breakpoint
+CREATE TABLE "webhook_outbox"."idempotency_keys" (
+	"tenant_id" uuid NOT NULL,
+	"key" text NOT NULL,
+	"request_hash" text NOT NULL,
+	"job_id" uuid NOT NULL,
+	"response" jsonb NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "idempotency_keys_pk" PRIMARY KEY("tenant_id","key"),
+	CONSTRAINT "idempotency_keys_key_ck" CHECK ("webhook_outbox"."idempotency_keys"."key" ~ '^[ -~]{1,255}$')
+);
+--> statement-breakpoint
 CREATE TABLE "webhook_outbox"."operational_webhooks" (
 	"tenant_id" uuid PRIMARY KEY NOT NULL,
 	"url" text NOT NULL,
@@ -69,12 +80,15 @@ ALTER TABLE "webhook_outbox"."webhook_delivery_attempts" DROP CONSTRAINT "webhoo
 ALTER TABLE "webhook_outbox"."webhook_deliveries" ADD COLUMN "destination_id" uuid GENERATED ALWAYS AS ((substr(md5(tenant_id::text || ' ' || url), 1, 12) || '3' || substr(md5(tenant_id::text || ' ' || url), 14, 3) || translate(substr(md5(tenant_id::text || ' ' || url), 17, 1), '0123456789abcdef', '89ab89ab89ab89ab') || substr(md5(tenant_id::text || ' ' || url), 18))::uuid) STORED NOT NULL;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destination_events" ADD CONSTRAINT "destination_events_destination_fk" FOREIGN KEY ("destination_id") REFERENCES "webhook_outbox"."destinations"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."destinations" ADD CONSTRAINT "destinations_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "webhook_outbox"."idempotency_keys" ADD CONSTRAINT "idempotency_keys_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "webhook_outbox"."idempotency_keys" ADD CONSTRAINT "idempotency_keys_job_fk" FOREIGN KEY ("job_id") REFERENCES "webhook_outbox"."jobs"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."operational_webhooks" ADD CONSTRAINT "operational_webhooks_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "webhook_outbox"."replays" ADD CONSTRAINT "replays_tenant_fk" FOREIGN KEY ("tenant_id") REFERENCES "webhook_outbox"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "destination_events_destination_idx" ON "webhook_outbox"."destination_events" USING btree ("destination_id","at");--> statement-breakpoint
 CREATE INDEX "destination_events_at_idx" ON "webhook_outbox"."destination_events" USING btree ("at");--> statement-breakpoint
 CREATE INDEX "destinations_tenant_created_idx" ON "webhook_outbox"."destinations" USING btree ("tenant_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint
 CREATE INDEX "destinations_unhealthy_idx" ON "webhook_outbox"."destinations" USING btree ("open_until") WHERE "webhook_outbox"."destinations"."state" <> 'healthy';--> statement-breakpoint
+CREATE INDEX "idempotency_keys_created_idx" ON "webhook_outbox"."idempotency_keys" USING btree ("created_at");--> statement-breakpoint
 CREATE INDEX "replays_running_idx" ON "webhook_outbox"."replays" USING btree ("next_step_at") WHERE "webhook_outbox"."replays"."state" = 'running';--> statement-breakpoint
 -- Every existing delivery's destination, before deliveries reference them.
 INSERT INTO "webhook_outbox"."destinations" ("tenant_id", "url") SELECT DISTINCT "tenant_id", "url" FROM "webhook_outbox"."webhook_deliveries" ON CONFLICT DO NOTHING;--> statement-breakpoint

@@ -25,3 +25,15 @@ export class ApiKeyRejectedError extends Error {
     this.name = "ApiKeyRejectedError";
   }
 }
+
+/**
+ * A create carried an Idempotency-Key that an earlier create of the last 24 h used with another
+ * request (route or body): nothing was written. The HTTP layer answers it as 409.
+ */
+export class IdempotencyKeyReusedError extends Error {
+  readonly code = "IDEMPOTENCY_KEY_REUSED";
+  constructor() {
+    super("this Idempotency-Key was used with another request within 24 h; use a new key for a new request");
+    this.name = "IdempotencyKeyReusedError";
+  }
+}

@@ -182,6 +182,34 @@ export const jobProjects = outboxSchema.table(
 );
 
 /**
+ * An `Idempotency-Key` a create request carried: the job it made and that job as first answered,
+ * written in the create's statement. The same key and body within 24 h answers with it again.
+ */
+export const idempotencyKeys = outboxSchema.table(
+  "idempotency_keys",
+  {
+    tenantId: uuid("tenant_id").notNull(),
+    key: text("key").notNull(),
+    /** sha256 of the route and the request body: another body with the same key is refused. */
+    requestHash: text("request_hash").notNull(),
+    jobId: uuid("job_id").notNull(),
+    /** The job and its projects as the create's statement wrote them: the answer given again. */
+    response: jsonb("response").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: "idempotency_keys_pk", columns: [t.tenantId, t.key] }),
+    foreignKey({ name: "idempotency_keys_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(
+      "cascade",
+    ),
+    foreignKey({ name: "idempotency_keys_job_fk", columns: [t.jobId], foreignColumns: [jobs.id] }).onDelete("cascade"),
+    check("idempotency_keys_key_ck", sql`${t.key} ~ '^[ -~]{1,255}$'`),
+    // Pruning: keys past their 24 h, oldest first.
+    index("idempotency_keys_created_idx").on(t.createdAt),
+  ],
+);
+
+/**
  * A tenant's webhook URL and its health, shared by every worker. The record statement
  * (src/outbox/sql/record.ts) moves it between states; the claim (src/outbox/sql/claim.ts) holds an
  * open one's deliveries back and lets one probe through per cool-down.

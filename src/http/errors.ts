@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import type { ZodError } from "zod";
 import { isDatabaseUnavailable } from "../db/errors.js";
-import { ApiKeyRejectedError, AppError } from "../errors.js";
+import { ApiKeyRejectedError, AppError, IdempotencyKeyReusedError } from "../errors.js";
 import {
   DeliveryInFlightError,
   DeliveryNotFoundError,
@@ -58,6 +58,7 @@ export function errorHandler(logger: Logger) {
   return (error: Error, c: Context): Response => {
     if (error instanceof AppError) return sendError(c, error.status, error.code, error.message);
     if (error instanceof ApiKeyRejectedError) return sendError(c, 401, "UNAUTHORIZED", error.message);
+    if (error instanceof IdempotencyKeyReusedError) return sendError(c, 409, error.code, error.message);
     if (error instanceof OutboxError) return sendError(c, outboxErrorStatus(error), error.code, error.message);
     if (error instanceof HTTPException) {
       if (error.message.startsWith("Malformed JSON")) return sendError(c, 400, "INVALID_JSON", "the body is not valid JSON");

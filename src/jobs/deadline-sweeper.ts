@@ -3,7 +3,10 @@ import type { JobService } from "./job-service.js";
 
 const BATCH = 100;
 
-/** Runs JobService.failOverdue on an interval; a full batch is followed at once by another. */
+/**
+ * Runs JobService.failOverdue on an interval; a full batch is followed at once by another. Each
+ * sweep also prunes a batch of idempotency keys past their window.
+ */
 export class DeadlineSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -38,6 +41,8 @@ export class DeadlineSweeper {
     try {
       swept = await this.jobService.failOverdue(BATCH);
       if (swept > 0) this.logger.info({ jobs: swept }, "failed overdue jobs with TIMEOUT");
+      const pruned = await this.jobService.pruneIdempotencyKeys();
+      if (pruned > 0) this.logger.info({ keys: pruned }, "pruned expired idempotency keys");
     } catch (error) {
       this.logger.error({ err: error }, "deadline sweep failed");
     }

@@ -1,5 +1,5 @@
 import type { Query } from "../db/client.js";
-import { ApiKeyRejectedError } from "../errors.js";
+import { ApiKeyRejectedError, IdempotencyKeyReusedError } from "../errors.js";
 import * as jobSql from "./job-sql.js";
 import { toView, type JobView } from "./job-view.js";
 import { NaturalBatcher } from "./natural-batcher.js";
@@ -11,15 +11,32 @@ import { NaturalBatcher } from "./natural-batcher.js";
  * refuses for its data wrote nothing; each of its creates then goes alone, so one bad create fails
  * by itself. Any other failure (a lost connection, a server shutting down) leaves unknown whether
  * the statement committed: its creates all fail with it, none is retried, none is written twice.
+ *
+ * A create with an Idempotency-Key already used within IDEMPOTENCY_WINDOW_MS is answered with the
+ * job that key made (the same request) or refused (another request). Two creates of one key that
+ * arrive together: the statement of the second fails on the key (nothing written), and the
+ * create, retried alone, is answered with the first's job once that has committed.
  */
+
+/** How long an Idempotency-Key answers with the job it made. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
+
+/** What a create came to: its job, new or (for a repeated idempotency key) the one made before. */
+export interface CreatedJob {
+  view: JobView;
+  /** True when an earlier request with the same Idempotency-Key and body made this job. */
+  replayed: boolean;
+}
 
 /** Most creates one statement carries. */
 const MAX_CREATE_BATCH = 100;
 
 interface PendingCreate {
   insert: jobSql.JobInsert;
-  resolve: (view: JobView) => void;
+  resolve: (created: CreatedJob) => void;
   reject: (error: unknown) => void;
+  /** Statements this create has failed on its idempotency key (another create of the key committing). */
+  keyConflicts: number;
 }
 
 export interface JobCreatesOptions {
@@ -43,9 +60,13 @@ export class JobCreates {
     });
   }
 
-  /** Resolves once the job has committed; rejects with ApiKeyRejectedError when its key was refused. */
-  create(insert: jobSql.JobInsert): Promise<JobView> {
-    return new Promise<JobView>((resolve, reject) => this.batcher.add({ insert, resolve, reject }));
+  /**
+   * Resolves once the job has committed (or with the job its idempotency key made before); rejects
+   * with ApiKeyRejectedError when its API key was refused, IdempotencyKeyReusedError when its
+   * idempotency key was used with another request.
+   */
+  create(insert: jobSql.JobInsert): Promise<CreatedJob> {
+    return new Promise<CreatedJob>((resolve, reject) => this.batcher.add({ insert, resolve, reject, keyConflicts: 0 }));
   }
 
   private async insertBatch(batch: PendingCreate[]): Promise<void> {
@@ -55,18 +76,31 @@ export class JobCreates {
         this.options.query,
         batch.map((create) => create.insert),
         this.options.jobTimeoutMs,
+        IDEMPOTENCY_WINDOW_MS,
       );
     } catch (error) {
+      const [alone] = batch;
+      // Another create of the same key committed first: alone, this one now finds its row.
+      if (alone && batch.length === 1 && isKeyConflict(error) && alone.keyConflicts++ < 3) return this.insertBatch(batch);
       if (batch.length === 1 || !refusedForItsData(error)) return batch.forEach((create) => create.reject(error));
       await Promise.all(batch.map((create) => this.insertBatch([create])));
       return;
     }
     batch.forEach((create, at) => {
-      const job = inserted[at];
-      if (job) create.resolve(toView(job.job, job.projects));
+      const result = inserted[at];
+      if (result?.kind === "created") create.resolve({ view: toView(result.job, result.projects), replayed: false });
+      else if (result?.kind === "answered" && result.requestHash === create.insert.requestHash) {
+        create.resolve({ view: toView(result.job, result.projects), replayed: true });
+      } else if (result?.kind === "answered") create.reject(new IdempotencyKeyReusedError());
       else create.reject(new ApiKeyRejectedError());
     });
   }
+}
+
+/** The statement failed because another create of the same idempotency key wrote its row first. */
+function isKeyConflict(error: unknown): boolean {
+  const fields = error as { code?: unknown; constraint?: unknown } | null;
+  return fields?.code === "23505" && fields.constraint === "idempotency_keys_pk";
 }
 
 /**

@@ -7,7 +7,7 @@ import { enqueueDelivery, type NewDelivery } from "../outbox/enqueue.js";
 import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
-import { JobCreates } from "./job-creates.js";
+import { IDEMPOTENCY_WINDOW_MS, JobCreates, type CreatedJob } from "./job-creates.js";
 import * as jobSql from "./job-sql.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { toProjectSnapshot, toView, type JobView } from "./job-view.js";
@@ -16,6 +16,7 @@ import { ProjectReports, type ProjectUpdate } from "./project-reports.js";
 import { jobStatusFromProjects, isTerminalJob } from "./status.js";
 
 export type { JobView } from "./job-view.js";
+export type { CreatedJob } from "./job-creates.js";
 export type { ProjectUpdate } from "./project-reports.js";
 
 export interface JobServiceOptions {
@@ -80,6 +81,20 @@ export class JobService {
 
   /** One statement (`job-creates.ts`), shared with the creates that queue behind the busy ones. */
   async create(input: NewJob): Promise<JobView> {
+    return (await this.submit(input, null)).view;
+  }
+
+  /**
+   * A create made at most once per (tenant, Idempotency-Key) within 24 h: the same key with the
+   * same request (`requestHash`: its route and body) is answered with the job it made then, written
+   * in that create's statement, so concurrent duplicates make one job; another request with the key
+   * is IdempotencyKeyReusedError.
+   */
+  async createOnce(input: NewJob, idempotency: { key: string; requestHash: string }): Promise<CreatedJob> {
+    return this.submit(input, idempotency);
+  }
+
+  private async submit(input: NewJob, idempotency: { key: string; requestHash: string } | null): Promise<CreatedJob> {
     if (input.webhookUrl !== undefined) await this.vetWebhookUrl(input.webhookUrl);
     return this.creates.create({
       tenantId: input.tenantId,
@@ -89,7 +104,24 @@ export class JobService {
       webhookUrl: input.webhookUrl ?? null,
       projectCount: input.projectCount,
       seed: input.seed ?? null,
+      idempotencyKey: idempotency?.key ?? null,
+      requestHash: idempotency?.requestHash ?? null,
     });
+  }
+
+  /** Deletes up to `limit` idempotency keys past their window, oldest first; returns how many. */
+  async pruneIdempotencyKeys(limit = 500): Promise<number> {
+    const rows = await this.options.database.query<{ key: string }>(
+      `delete from webhook_outbox.idempotency_keys k
+       using (select tenant_id, key from webhook_outbox.idempotency_keys
+              where created_at <= now() - $1::float8 * interval '1 millisecond'
+              order by created_at limit $2 for update skip locked) doomed
+       where k.tenant_id = doomed.tenant_id and k.key = doomed.key
+       returning k.key`,
+      [IDEMPOTENCY_WINDOW_MS, limit],
+      "idempotency_keys_prune",
+    );
+    return rows.length;
   }
 
   async get(tenantId: string, jobId: string): Promise<JobView> {

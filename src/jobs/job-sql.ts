@@ -285,6 +285,9 @@ export interface JobInsert {
   webhookUrl: string | null;
   projectCount: number;
   seed: number | null;
+  /** The request's Idempotency-Key, if it carried one, and the sha256 of its route and body. */
+  idempotencyKey: string | null;
+  requestHash: string | null;
 }
 
 // Many jobs and their projects in one statement (one commit). Each job is written only if the key
@@ -295,21 +298,44 @@ export interface JobInsert {
 // Each array is read through a scalar sub-select, which hides its length from the planner: the
 // plan then costs the same whatever the batch, and Postgres keeps one generic plan rather than
 // planning every execution (planning this statement cost more than inserting ten jobs with it).
+//
+// Idempotency keys, in the same statement: a create whose (tenant, key) has a row younger than
+// $10 ms writes nothing and returns that row (its request hash and the job it made, as written);
+// otherwise its job's row is written beside the job (an expired one of the same key is deleted
+// first). Two creates of one key that run at once both find none: the second one's insert waits
+// for the first's commit on the primary key and then fails the statement (unique violation,
+// nothing written), and the create, retried alone, finds the first's row.
 const INSERT_JOBS_SQL = `
 with input as (
   select *
   from unnest((select $1::uuid[]), (select $2::text[]), (select $3::text[]), (select $4::text[]), (select $5::text[]),
-              (select $6::int[]), (select $7::bigint[]))
-    with ordinality as i(tenant_id, key_hash, api_flavor, prompt, webhook_url, project_count, seed, ord)
+              (select $6::int[]), (select $7::bigint[]), (select $9::text[]), (select $11::text[]))
+    with ordinality as i(tenant_id, key_hash, api_flavor, prompt, webhook_url, project_count, seed, idempotency_key,
+                         request_hash, ord)
 ), key as materialized (
   select key_hash, tenant_id from webhook_outbox.api_keys
   where key_hash = any((select $2::text[])::text[]) and revoked_at is null
   for share
-), admitted as materialized (
-  select gen_random_uuid() as id, i.*
+), checked as materialized (
+  select i.*, (i.key_hash is null
+               or exists (select from key k where k.key_hash = i.key_hash and k.tenant_id = i.tenant_id)) as allowed
   from input i
-  where i.key_hash is null
-     or exists (select from key k where k.key_hash = i.key_hash and k.tenant_id = i.tenant_id)
+), prior as materialized (
+  select k.tenant_id, k.key, k.request_hash, k.response
+  from webhook_outbox.idempotency_keys k
+  join checked c on c.tenant_id = k.tenant_id and c.idempotency_key = k.key
+  where c.allowed and k.created_at > now() - $10::float8 * interval '1 millisecond'
+), admitted as materialized (
+  select gen_random_uuid() as id, c.*
+  from checked c
+  where c.allowed
+    and not exists (select from prior p where p.tenant_id = c.tenant_id and p.key = c.idempotency_key)
+), expired as (
+  delete from webhook_outbox.idempotency_keys k
+  using admitted a
+  where k.tenant_id = a.tenant_id and k.key = a.idempotency_key
+    and k.created_at <= now() - $10::float8 * interval '1 millisecond'
+  returning k.key
 ), job as (
   insert into webhook_outbox.jobs (id, tenant_id, api_flavor, prompt, webhook_url, deadline_at)
   select id, tenant_id, api_flavor, prompt, webhook_url, now() + $8::float8 * interval '1 millisecond'
@@ -322,27 +348,78 @@ with input as (
   from job j join admitted a on a.id = j.id cross join lateral generate_series(0, a.project_count - 1) as g(index)
   order by a.ord, g.index
   returning ${PROJECT_COLUMNS}
+), keyed as (
+  -- After the expired row of the key is gone (this reads "expired", so the delete runs first).
+  insert into webhook_outbox.idempotency_keys (tenant_id, key, request_hash, job_id, response)
+  select a.tenant_id, a.idempotency_key, a.request_hash, j.id,
+         jsonb_build_object('job', to_jsonb(j),
+                            'projects', (select coalesce(jsonb_agg(to_jsonb(p) order by p.index), '[]')
+                                         from project p where p.job_id = j.id))
+  from job j join admitted a on a.id = j.id
+  where a.idempotency_key is not null and (select count(*) from expired) >= 0
 )
-select i.ord, ${prefixed("j.", JOB_COLUMNS)},
+select i.ord, i.allowed, pr.request_hash as prior_hash, pr.response as prior_response, ${prefixed("j.", JOB_COLUMNS)},
        p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
        p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
-from input i
+from checked i
+left join prior pr on pr.tenant_id = i.tenant_id and pr.key = i.idempotency_key
 left join admitted a on a.ord = i.ord
 left join job j on j.id = a.id
 left join project p on p.job_id = j.id
 order by i.ord, p.index`;
 
-/** One project of an inserted job, or one refused job: then `id` and every other column is null. */
-type InsertedJobRecord = Omit<JobStateRecord, "id" | "version" | "read_at"> & { ord: string; id: string | null };
+/** One project of an inserted job, or one refused or answered-before job: then `id` and every other column is null. */
+type InsertedJobRecord = Omit<JobStateRecord, "id" | "version" | "read_at"> & {
+  ord: string;
+  id: string | null;
+  allowed: boolean;
+  prior_hash: string | null;
+  prior_response: { job: JobRecordJson; projects: ProjectRecordJson[] } | null;
+};
 
-/** A job as inserted with its projects, or undefined where its key was refused (nothing of it was written). */
-export type InsertedJob = { job: JobRow; projects: ProjectRow[] } | undefined;
+/** A job or project row as to_jsonb renders it: timestamps as text, the seed as a number. */
+type JobRecordJson = Omit<JobRecord, "created_at" | "updated_at" | "completed_at" | "deadline_at"> &
+  Record<"created_at" | "updated_at" | "deadline_at", string> & { completed_at: string | null };
+type ProjectRecordJson = Omit<ProjectRecord, "updated_at" | "seed"> & { updated_at: string; seed: number | null };
+
+/**
+ * What became of each create: its job as inserted with its projects; refused (its API key, and
+ * nothing of it was written); or answered before (its idempotency key names a job made within the
+ * window: the request hash it was made with, and that job as first written).
+ */
+export type InsertedJob =
+  | { kind: "created"; job: JobRow; projects: ProjectRow[] }
+  | { kind: "refused" }
+  | { kind: "answered"; requestHash: string; job: JobRow; projects: ProjectRow[] };
+
+function fromJson(stored: { job: JobRecordJson; projects: ProjectRecordJson[] }): { job: JobRow; projects: ProjectRow[] } {
+  const date = (text: string) => new Date(text);
+  const job = stored.job;
+  return {
+    job: toJob({
+      ...job,
+      created_at: date(job.created_at),
+      updated_at: date(job.updated_at),
+      completed_at: job.completed_at === null ? null : date(job.completed_at),
+      deadline_at: date(job.deadline_at),
+    }),
+    projects: stored.projects.map((project) =>
+      toProject({ ...project, seed: project.seed === null ? null : String(project.seed), updated_at: date(project.updated_at) }),
+    ),
+  };
+}
 
 /**
  * Inserts jobs (each with its `projectCount` queued projects, deadline `timeoutMs` from now) in one
- * statement: the results in the order of `inserts`.
+ * statement: the results in the order of `inserts`. A create with an idempotency key used within
+ * `idempotencyWindowMs` writes nothing and is answered from that key.
  */
-export async function insertJobs(query: Query, inserts: JobInsert[], timeoutMs: number): Promise<InsertedJob[]> {
+export async function insertJobs(
+  query: Query,
+  inserts: JobInsert[],
+  timeoutMs: number,
+  idempotencyWindowMs: number,
+): Promise<InsertedJob[]> {
   const column = <T>(pick: (insert: JobInsert) => T) => inserts.map(pick);
   const rows = await query<InsertedJobRecord>(
     INSERT_JOBS_SQL,
@@ -355,16 +432,27 @@ export async function insertJobs(query: Query, inserts: JobInsert[], timeoutMs: 
       column((i) => i.projectCount),
       column((i) => i.seed),
       timeoutMs,
+      column((i) => i.idempotencyKey),
+      idempotencyWindowMs,
+      column((i) => i.requestHash),
     ],
     "job_insert",
   );
-  const inserted: InsertedJob[] = inserts.map(() => undefined);
+  const results: InsertedJob[] = inserts.map(() => ({ kind: "refused" }));
   for (const row of rows) {
-    if (row.id === null) continue;
     const at = Number(row.ord) - 1;
-    const created = (inserted[at] ??= { job: toJob({ ...row, id: row.id }), projects: [] });
+    if (row.prior_response !== null && row.prior_hash !== null) {
+      results[at] = { kind: "answered", requestHash: row.prior_hash, ...fromJson(row.prior_response) };
+      continue;
+    }
+    if (row.id === null) continue;
+    let created = results[at];
+    if (created?.kind !== "created") {
+      created = { kind: "created", job: toJob({ ...row, id: row.id }), projects: [] };
+      results[at] = created;
+    }
     if (row.p_id === null) continue;
     created.projects.push(joinedProject(row.id, row));
   }
-  return inserted;
+  return results;
 }

@@ -3,6 +3,7 @@ import type { JobService } from "../../jobs/job-service.js";
 import { notFound } from "../../errors.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
+import { createWithKey, IdempotencyHeadersSchema } from "../idempotency.js";
 import { jobJson } from "../presenters.js";
 import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
 import { isUuid } from "../../uuid.js";
@@ -17,10 +18,10 @@ const generate = createRoute({
   tags: ["jobs"],
   summary: "Create a generation job of one or more projects",
   security,
-  request: { body: jsonBody(GenerateRequestSchema) },
+  request: { body: jsonBody(GenerateRequestSchema), headers: IdempotencyHeadersSchema },
   responses: {
-    202: jsonResponse(JobSchema, "The job was accepted"),
-    ...errorResponses(400, 401, 413, 415, 429),
+    202: jsonResponse(JobSchema, "The job was accepted (or, for a repeated Idempotency-Key, the original answer)"),
+    ...errorResponses(400, 401, 409, 413, 415, 429),
   },
 });
 
@@ -51,15 +52,22 @@ export function jobRoutes(jobService: JobService) {
 
   app.openapi(generate, async (c) => {
     const body = c.req.valid("json");
-    const job = await jobService.create({
-      tenantId: c.get("tenantId"),
-      apiKeyHash: c.get("apiKeyHash"),
-      apiFlavor: "nouvel",
-      prompt: body.prompt,
-      projectCount: body.projectCount,
-      webhookUrl: body.webhookUrl,
-    });
-    return c.json(jobJson(job), 202);
+    const { view } = await createWithKey(
+      c,
+      jobService,
+      "POST /api/v1/generate",
+      body,
+      {
+        tenantId: c.get("tenantId"),
+        apiKeyHash: c.get("apiKeyHash"),
+        apiFlavor: "nouvel",
+        prompt: body.prompt,
+        projectCount: body.projectCount,
+        webhookUrl: body.webhookUrl,
+      },
+      c.req.valid("header")["idempotency-key"],
+    );
+    return c.json(jobJson(view), 202);
   });
 
   app.openapi(getJob, async (c) => {

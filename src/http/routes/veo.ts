@@ -5,6 +5,7 @@ import type { JobService } from "../../jobs/job-service.js";
 import { veoGeneration } from "../../jobs/payloads.js";
 import type { AppEnv } from "../auth.js";
 import { validationHook } from "../errors.js";
+import { createWithKey, IdempotencyHeadersSchema } from "../idempotency.js";
 import { errorResponses, jsonBody, jsonResponse } from "../openapi.js";
 import { isUuid } from "../../uuid.js";
 import { prompt, text, webhookUrl } from "../schemas.js";
@@ -48,10 +49,10 @@ const generate = createRoute({
   description:
     "When it is done, `callback_url` receives the VeoGeneration body (status `completed` or `failed`) under the Veo3 retry policy.",
   security,
-  request: { body: jsonBody(VeoGenerateRequestSchema) },
+  request: { body: jsonBody(VeoGenerateRequestSchema), headers: IdempotencyHeadersSchema },
   responses: {
-    202: jsonResponse(VeoAcceptedSchema, "The generation was accepted"),
-    ...errorResponses(400, 401, 413, 415, 429),
+    202: jsonResponse(VeoAcceptedSchema, "The generation was accepted (or, for a repeated Idempotency-Key, the original answer)"),
+    ...errorResponses(400, 401, 409, 413, 415, 429),
   },
 });
 
@@ -71,16 +72,23 @@ export function veoRoutes(jobService: JobService) {
 
   app.openapi(generate, async (c) => {
     const body = c.req.valid("json");
-    const job = await jobService.create({
-      tenantId: c.get("tenantId"),
-      apiKeyHash: c.get("apiKeyHash"),
-      apiFlavor: "veo3",
-      prompt: body.prompt,
-      projectCount: 1,
-      webhookUrl: body.callback_url,
-      seed: body.seed ?? randomInt(SEED_RANGE),
-    });
-    return c.json({ generation_id: job.id, status: "pending" as const }, 202);
+    const { view } = await createWithKey(
+      c,
+      jobService,
+      "POST /v1/veo/generate",
+      body,
+      {
+        tenantId: c.get("tenantId"),
+        apiKeyHash: c.get("apiKeyHash"),
+        apiFlavor: "veo3",
+        prompt: body.prompt,
+        projectCount: 1,
+        webhookUrl: body.callback_url,
+        seed: body.seed ?? randomInt(SEED_RANGE),
+      },
+      c.req.valid("header")["idempotency-key"],
+    );
+    return c.json({ generation_id: view.id, status: "pending" as const }, 202);
   });
 
   app.openapi(getGeneration, async (c) => {
