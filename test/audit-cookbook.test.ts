@@ -106,6 +106,34 @@ beforeAll(async () => {
     attempts: [attempt(20, 10_000, 503, "retry")],
   });
   await seed("freshPending", { url: "https://c.example.com/", status: "pending", createdMinutesAgo: 5, attempts: [] });
+  // Two destinations not healthy, with the history that brought them there.
+  await database.query(
+    `update webhook_outbox.destinations
+     set state = 'disabled', disabled_reason = 'gone', disabled_at = now() - interval '10 minutes', consecutive_failures = 1,
+         first_failure_at = now() - interval '10 minutes', last_failure_at = now() - interval '10 minutes'
+     where tenant_id = $1 and url = 'https://a.example.com/other?v=2'`,
+    [tenantId],
+  );
+  await database.query(
+    `update webhook_outbox.destinations
+     set state = 'open', open_until = now() + interval '30 seconds', consecutive_failures = 10,
+         first_failure_at = now() - interval '20 minutes', last_failure_at = now() - interval '1 minute'
+     where tenant_id = $1 and url = 'https://c.example.com/'`,
+    [tenantId],
+  );
+  await database.query(
+    `update webhook_outbox.webhook_deliveries set next_attempt_at = 'infinity' where id = $1`,
+    [ids.freshPending?.deliveryId],
+  );
+  await database.query(
+    `insert into webhook_outbox.destination_events (destination_id, tenant_id, from_state, to_state, reason, consecutive_failures, at)
+     select id, tenant_id, 'healthy', 'open', 'failures', 10, now() - interval '5 minutes'
+     from webhook_outbox.destinations where tenant_id = $1 and url = 'https://c.example.com/'
+     union all
+     select id, tenant_id, 'healthy', 'disabled', 'gone', 1, now() - interval '10 minutes'
+     from webhook_outbox.destinations where tenant_id = $1 and url = 'https://a.example.com/other?v=2'`,
+    [tenantId],
+  );
 });
 
 afterAll(async () => {
@@ -172,6 +200,16 @@ describe("the SQL audit cookbook, on seeded data", () => {
     expect(top1).toHaveLength(1);
   });
 
+  it("lists the destinations not healthy, with their parked deliveries, and one destination's history", async () => {
+    const rows = await database.query<Record<string, unknown>>(COOKBOOK.unhealthyDestinations.sql);
+    expect(rows.map((r) => [r.url, r.state, r.consecutive_failures, r.disabled_reason, Number(r.waiting)])).toEqual([
+      ["https://a.example.com/other?v=2", "disabled", 1, "gone", 0],
+      ["https://c.example.com/", "open", 10, null, 1],
+    ]);
+    const history = await database.query<Record<string, unknown>>(COOKBOOK.destinationHistory.sql, [rows[1]?.destination_id]);
+    expect(history.map((r) => [r.from_state, r.to_state, r.reason, r.consecutive_failures])).toEqual([["healthy", "open", "failures", 10]]);
+  });
+
   it("is served by the index meant for it, never a full scan of deliveries or attempts", async () => {
     // On this tiny table the planner would rightly prefer scans; with them priced out, the plan
     // shows which index carries each query's selective condition. (Plans on 1M+ rows: docs/sql-audit.md.)
@@ -184,6 +222,8 @@ describe("the SQL audit cookbook, on seeded data", () => {
       latencyByHost: { params: [hourAgo(), inAMinute()], indexes: ["webhook_delivery_attempts_started_idx"] },
       stuck: { params: [15], indexes: ["webhook_deliveries_claim_idx"] },
       top5xxReceivers: { params: [hourAgo(), 10], indexes: ["webhook_delivery_attempts_started_idx"] },
+      unhealthyDestinations: { params: [], indexes: ["destinations_unhealthy_idx", "webhook_deliveries_parked_idx"] },
+      destinationHistory: { params: [ids.recovered?.deliveryId], indexes: ["destination_events_destination_idx"] },
     };
     const client = new pg.Client({ connectionString: testDb.url });
     await client.connect();

@@ -1,5 +1,10 @@
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  DeliveryExhaustedWebhookSchema,
+  DestinationDisabledWebhookSchema,
+  DestinationRecoveredWebhookSchema,
+} from "../src/http/webhooks-doc.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type ApiClient, type Harness } from "./support/harness.js";
@@ -82,6 +87,13 @@ function verified(tenant: CreatedTenant, requests: ReceivedRequest[] = operation
       "webhook-timestamp": String(request.headers["webhook-timestamp"]),
       "webhook-signature": String(request.headers["webhook-signature"]),
     }) as Notice;
+    // Each body is what the OpenAPI document's webhooks section says, exactly.
+    const schema = {
+      "delivery.exhausted": DeliveryExhaustedWebhookSchema,
+      "destination.disabled": DestinationDisabledWebhookSchema,
+      "destination.recovered": DestinationRecoveredWebhookSchema,
+    }[notice.type];
+    expect(schema?.safeParse(notice).error).toBeUndefined();
     return notice;
   });
 }

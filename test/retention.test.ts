@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configWith, loadConfig } from "../src/config.js";
 import type { Database } from "../src/db/client.js";
-import { pruneFinishedDeliveries } from "../src/outbox/retention.js";
+import { pruneFinishedDeliveries, pruneHistory } from "../src/outbox/retention.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness } from "./support/harness.js";
@@ -101,6 +101,33 @@ describe("delivery retention", () => {
     // Oldest first: the 52- and 51-day-old ones went.
     expect((await remaining(ids)).deliveries).toEqual([ids[0]]);
     expect(await pruneFinishedDeliveries(database, { retentionMs: 30 * DAY_MS, batchSize: 1 })).toBe(1);
+  });
+
+  it("prunes destination history and finished replays past the retention, and keeps the rest", async () => {
+    await seedDelivery("failed", 1);
+    const [destination] = await database.query<{ id: string }>(
+      "select id from webhook_outbox.destinations where tenant_id = $1",
+      [tenantId],
+    );
+    await database.query(
+      `insert into webhook_outbox.destination_events (destination_id, tenant_id, from_state, to_state, reason, consecutive_failures, at)
+       values ($1, $2, 'healthy', 'open', 'failures', 10, now() - interval '40 days'),
+              ($1, $2, 'open', 'healthy', 'success', 0, now() - interval '1 day')`,
+      [destination?.id, tenantId],
+    );
+    await database.query(
+      `insert into webhook_outbox.replays (tenant_id, status, since, until, matched, cursor_created_at, cursor_id, state, finished_at)
+       values ($1, 'failed', now() - interval '50 days', now() - interval '45 days', 0, now() - interval '50 days',
+               '00000000-0000-0000-0000-000000000000', 'done', now() - interval '45 days'),
+              ($1, 'failed', now() - interval '50 days', now() - interval '45 days', 0, now() - interval '50 days',
+               '00000000-0000-0000-0000-000000000000', 'running', null)`,
+      [tenantId],
+    );
+    expect(await pruneHistory(database, { retentionMs: 30 * DAY_MS })).toBe(2);
+    const events = await database.query<{ reason: string }>("select reason from webhook_outbox.destination_events");
+    expect(events.map((e) => e.reason)).toEqual(["success"]);
+    const replays = await database.query<{ state: string }>("select state from webhook_outbox.replays");
+    expect(replays.map((r) => r.state)).toEqual(["running"]);
   });
 
   it("runs in the worker process", async () => {

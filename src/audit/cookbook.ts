@@ -70,6 +70,25 @@ having count(*) filter (where a.response_status >= 500) > 0
 order by responses_5xx desc, d.url
 limit $2;`,
   },
+  unhealthyDestinations: {
+    title: "Destinations whose circuit is open or that are disabled, since when and why",
+    params: [],
+    sql: `select id as destination_id, tenant_id, url, state, consecutive_failures, first_failure_at, last_failure_at,
+       last_success_at, open_until, disabled_at, disabled_reason,
+       (select count(*) from webhook_outbox.webhook_deliveries w
+        where w.destination_id = g.id and w.status = 'pending' and w.next_attempt_at = 'infinity') as waiting
+from webhook_outbox.destinations g
+where state <> 'healthy'
+order by state, first_failure_at;`,
+  },
+  destinationHistory: {
+    title: "One destination's history: every change of its state, with why",
+    params: ["$1 destination id"],
+    sql: `select e.at, e.from_state, e.to_state, e.reason, e.consecutive_failures
+from webhook_outbox.destination_events e
+where e.destination_id = $1
+order by e.at, e.id;`,
+  },
 } satisfies Record<string, CookbookQuery>;
 
 export type CookbookName = keyof typeof COOKBOOK;

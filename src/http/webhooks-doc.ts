@@ -107,6 +107,56 @@ export const VeoGenerationWebhookSchema = z
     },
   });
 
+const postgresInstant = z.string().datetime({ offset: true }).openapi({ example: "2025-12-06T21:43:03.374211+00:00" });
+
+export const DeliveryExhaustedWebhookSchema = z
+  .strictObject({
+    type: z.literal("delivery.exhausted"),
+    timestamp: postgresInstant,
+    data: z.strictObject({
+      deliveryId: z.string().uuid().openapi({ description: "The delivery that failed for good (its webhook-id)" }),
+      eventType: z.string(),
+      url: z.string(),
+      jobId: z.string().uuid().nullable(),
+      attempts: z.number().int().min(1).openapi({ description: "Its attempt count, across redeliveries" }),
+      lastError: z.strictObject({
+        kind: z.string().nullable().openapi({ description: "The error_kind of its last attempt" }),
+        message: z.string().nullable(),
+        responseStatus: z.number().int().nullable(),
+      }),
+    }),
+  })
+  .openapi("DeliveryExhaustedWebhook", {
+    description: "Sent to the tenant's operational webhook when one of its deliveries failed for good.",
+  });
+
+const destinationData = (state: "disabled" | "healthy") =>
+  z.strictObject({
+    destinationId: z.string().uuid(),
+    url: z.string(),
+    state: z.literal(state),
+    previousState: z.enum(["healthy", "open", "disabled"]),
+    disabledReason: (state === "disabled" ? z.enum(["gone", "failing"]) : z.null()).openapi({
+      description: "gone: it answered 410 Gone; failing: it failed continuously for DESTINATION_DISABLE_AFTER",
+    }),
+    disabledAt: state === "disabled" ? postgresInstant : z.null(),
+    consecutiveFailures: z.number().int().min(0),
+    firstFailureAt: postgresInstant.nullable(),
+    lastFailureAt: postgresInstant.nullable(),
+  });
+
+export const DestinationDisabledWebhookSchema = z
+  .strictObject({ type: z.literal("destination.disabled"), timestamp: postgresInstant, data: destinationData("disabled") })
+  .openapi("DestinationDisabledWebhook", {
+    description: "Sent to the tenant's operational webhook when one of its destinations is disabled: its deliveries fail unsent until it is enabled.",
+  });
+
+export const DestinationRecoveredWebhookSchema = z
+  .strictObject({ type: z.literal("destination.recovered"), timestamp: postgresInstant, data: destinationData("healthy") })
+  .openapi("DestinationRecoveredWebhook", {
+    description: "Sent to the tenant's operational webhook when one of its destinations is healthy again, after being open or disabled.",
+  });
+
 /** What the sender puts in `user-agent`. */
 export const WEBHOOK_USER_AGENT_EXAMPLE = "webhook-outbox/0.1";
 
@@ -156,7 +206,7 @@ const receiverResponses = {
   "5XX": { description: "The receiver failed: retried until the delivery's attempts are spent." },
 };
 
-/** Adds both webhooks to the app's OpenAPI document. */
+/** Adds the webhooks (both job surfaces' and the operational ones) to the app's OpenAPI document. */
 export function registerWebhooks<E extends Env>(app: OpenAPIHono<E>, headerPrefix: string): void {
   const headers = webhookHeaders(headerPrefix);
   app.openAPIRegistry.registerWebhook({
@@ -181,4 +231,22 @@ export function registerWebhooks<E extends Env>(app: OpenAPIHono<E>, headerPrefi
     request: { headers, body: { required: true, content: { "application/json": { schema: VeoGenerationWebhookSchema } } } },
     responses: receiverResponses,
   });
+  const operational = [
+    ["deliveryExhausted", "A delivery of the tenant failed for good", DeliveryExhaustedWebhookSchema],
+    ["destinationDisabled", "A destination of the tenant was disabled", DestinationDisabledWebhookSchema],
+    ["destinationRecovered", "A destination of the tenant is healthy again", DestinationRecoveredWebhookSchema],
+  ] as const;
+  for (const [name, summary, schema] of operational) {
+    app.openAPIRegistry.registerWebhook({
+      method: "post",
+      path: name,
+      operationId: `${name}Webhook`,
+      tags: ["webhooks"],
+      summary,
+      description: `An operational webhook: sent to the URL the tenant set with PUT /api/v1/operational-webhook, signed with its secret, under the retry policy frozen there. Never sent about an operational webhook itself, nor about the operational URL's own destination. ${DELIVERY_RULES}`,
+      security: [],
+      request: { headers, body: { required: true, content: { "application/json": { schema } } } },
+      responses: receiverResponses,
+    });
+  }
 }

@@ -46,6 +46,34 @@ export async function pruneFinishedDeliveries(database: Database, options: Prune
   return pruned;
 }
 
+// Destination history and finished replays older than the cutoff, a batch of each.
+const PRUNE_HISTORY_SQL = `
+with events as (
+  delete from webhook_outbox.destination_events
+  where id = any(array(select id from webhook_outbox.destination_events
+                       where at < now() - $1 * interval '1 millisecond' order by at limit $2))
+  returning id
+), replays as (
+  delete from webhook_outbox.replays
+  where id = any(array(select id from webhook_outbox.replays
+                       where state = 'done' and finished_at < now() - $1 * interval '1 millisecond' limit $2))
+  returning id
+)
+select (select count(*) from events)::int + (select count(*) from replays)::int as pruned`;
+
+/** Deletes destination_events rows and finished replays older than the retention, batch by batch; returns how many. */
+export async function pruneHistory(database: Pick<Database, "query">, options: PruneOptions): Promise<number> {
+  const batchSize = options.batchSize ?? PRUNE_BATCH_SIZE;
+  const maxBatches = options.maxBatches ?? 1_000;
+  let pruned = 0;
+  for (let batch = 0; batch < maxBatches; batch++) {
+    const [row] = await database.query<{ pruned: number }>(PRUNE_HISTORY_SQL, [options.retentionMs, batchSize], "outbox_prune_history");
+    pruned += row?.pruned ?? 0;
+    if ((row?.pruned ?? 0) < batchSize || options.stopping?.()) break;
+  }
+  return pruned;
+}
+
 export interface RetentionSweeper {
   stop(): Promise<void>;
 }
@@ -73,6 +101,8 @@ export function startRetentionSweeper(options: {
         stopping: () => stopped,
       });
       if (pruned > 0) options.logger.info({ pruned, retentionMs: options.retentionMs }, "pruned finished deliveries");
+      const history = await pruneHistory(options.database, { retentionMs: options.retentionMs, stopping: () => stopped });
+      if (history > 0) options.logger.info({ pruned: history }, "pruned destination history and finished replays");
     } catch (error) {
       options.logger.warn({ err: error }, "pruning finished deliveries failed; retrying at the next interval");
     }
