@@ -70,4 +70,40 @@ describe("the claim loop's statements", () => {
   it("claim: the due rows come from the partial claim index", async () => {
     expect(await plan("claim", "force_generic_plan")).toContain("Index Scan using webhook_deliveries_claim_idx");
   });
+
+  it("claim: with a destination open and most of its rows parked, the probe comes from the parked index and nothing is scanned whole", async () => {
+    // Many healthy destinations beside it, as in production: the open one is found by its index.
+    await client.query(
+      `insert into webhook_outbox.destinations (tenant_id, url)
+       select tenant_id, 'http://127.0.0.1:9/other/' || g from webhook_outbox.destinations, generate_series(1, 2000) g`,
+    );
+    await client.query(
+      `update webhook_outbox.destinations set state = 'open', open_until = now() - interval '1 second',
+              consecutive_failures = 10, first_failure_at = now()
+       where url = 'http://127.0.0.1:9/hook'`,
+    );
+    await client.query(
+      `update webhook_outbox.webhook_deliveries set next_attempt_at = 'infinity'
+       where id in (select id from webhook_outbox.webhook_deliveries order by id limit 4000)`,
+    );
+    await client.query("analyze webhook_outbox.webhook_deliveries");
+    await client.query("analyze webhook_outbox.destinations");
+    try {
+      for (const mode of ["force_generic_plan", "force_custom_plan"] as const) {
+        const text = await plan("claim", mode);
+        expect(text).not.toMatch(/Seq Scan on webhook_deliveries/);
+        expect(text).toContain("webhook_deliveries_parked_idx");
+        expect(text).toContain("webhook_deliveries_claim_idx");
+        expect(text).toMatch(/Index Scan using destinations_unhealthy_idx|Bitmap Index Scan on destinations_unhealthy_idx/);
+      }
+    } finally {
+      await client.query("delete from webhook_outbox.destinations where url like 'http://127.0.0.1:9/other/%'");
+      await client.query(
+        `update webhook_outbox.destinations set state = 'healthy', open_until = null, consecutive_failures = 0, first_failure_at = null`,
+      );
+      await client.query(
+        `update webhook_outbox.webhook_deliveries set next_attempt_at = now() where next_attempt_at = 'infinity'`,
+      );
+    }
+  });
 });

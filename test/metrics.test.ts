@@ -64,6 +64,28 @@ describe("GET /metrics", () => {
     await refusing.close();
   });
 
+  it("counts destinations by state and the transitions this worker recorded (the 410 above disabled one)", async () => {
+    const { text } = await scrape();
+    expect(sample(text, 'webhook_outbox_destinations{state="disabled"}')).toBe(1);
+    expect(sample(text, 'webhook_outbox_destinations{state="healthy"}')).toBe(1);
+    expect(sample(text, 'webhook_outbox_destinations{state="open"}')).toBe(0);
+    expect(sample(text, 'webhook_outbox_destination_transitions_total{from="healthy",to="disabled"}')).toBe(1);
+  });
+
+  it("reads the progress of running replays at scrape time", async () => {
+    expect(sample((await scrape()).text, 'webhook_outbox_replay_deliveries{kind="matched"}')).toBe(0);
+    // A replay that the workers will not step for an hour: its progress as it stands.
+    await testDb.database.query(
+      `insert into webhook_outbox.replays (tenant_id, status, since, until, matched, requeued, cursor_created_at, cursor_id, next_step_at)
+       values ($1, 'failed', now() - interval '1 day', now(), 40, 15, now() - interval '1 day',
+               '00000000-0000-0000-0000-000000000000', now() + interval '1 hour')`,
+      [harness.tenant.tenantId],
+    );
+    const { text } = await scrape();
+    expect(sample(text, 'webhook_outbox_replay_deliveries{kind="matched"}')).toBe(40);
+    expect(sample(text, 'webhook_outbox_replay_deliveries{kind="requeued"}')).toBe(15);
+  });
+
   it("reads queue depth by status and the oldest due age from the database at scrape time", async () => {
     const before = (await scrape()).text;
     expect(sample(before, 'webhook_outbox_queue_depth{status="pending"}')).toBe(0);

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseRetryAfter, type AttemptResult } from "../src/delivery/outcome.js";
-import { decideAttempt, interruptedRecord, noSecretResult } from "../src/outbox/attempt-record.js";
+import { decideAttempt, destinationResultOf, interruptedRecord, noSecretResult } from "../src/outbox/attempt-record.js";
 import { nextAfterFailure } from "../src/outbox/policy.js";
 import type { ClaimedDelivery } from "../src/outbox/sql/claim.js";
 import type { AttemptRecord } from "../src/outbox/sql/record.js";
@@ -393,5 +393,38 @@ describe("a delivery's budget over its life", () => {
     expect(row).toEqual({ status: "failed", attempt_count: 5, max_attempts: 5, interruptions: 2 });
     // The interrupted attempts made it due at once and spent nothing: the schedule goes on where it was.
     expect(waits).toEqual([1_000, 2_000]);
+  });
+});
+
+describe("destinationResultOf: what an attempt says about its destination's health", () => {
+  const failedWith = (kind: "timeout" | "connect" | "dns" | "tls" | "blocked_address" | "other"): AttemptResult => ({
+    ...answered(0),
+    responseStatus: null,
+    responseBodyExcerpt: null,
+    error: { kind, message: kind },
+  });
+
+  it("an answer counts: 2xx a success, anything else a failure, retried or not", () => {
+    expect(decideAttempt(delivery(), answered(200), CAP).destinationResult).toBe("success");
+    for (const status of [500, 503, 429, 408, 400, 404, 410, 301]) {
+      expect(decideAttempt(delivery(), answered(status), CAP).destinationResult, String(status)).toBe("failure");
+    }
+    // On the last attempt too: the delivery fails, and so did the destination.
+    expect(decideAttempt(delivery({ attempt_count: 3, max_attempts: 3 }), answered(500), CAP)).toMatchObject({
+      outcome: "failed",
+      destinationResult: "failure",
+    });
+  });
+
+  it("a network error counts as a failure", () => {
+    for (const kind of ["timeout", "connect", "dns", "tls", "blocked_address", "other"] as const) {
+      expect(decideAttempt(delivery(), failedWith(kind), CAP).destinationResult, kind).toBe("failure");
+    }
+  });
+
+  it("an interrupted attempt and one never sent say nothing", () => {
+    expect(interruptedRecord(delivery(), failedWith("other"), 5).destinationResult).toBeNull();
+    expect(destinationResultOf("retry", noSecretResult())).toBeNull();
+    expect(destinationResultOf("interrupted", answered(200))).toBeNull();
   });
 });
