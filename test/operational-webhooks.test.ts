@@ -254,9 +254,14 @@ describe("destination events", () => {
     const { tenant, api } = await tenantHearingAt(operational.url);
     receiver.respondWith(status(500));
     const url = `${receiver.url}?recovered=probe`;
-    // Four deliveries of three attempts: the tenth failure opens the circuit.
+    // Three deliveries fail for good one after the other (nine failures); the fourth's first attempt
+    // is the tenth failure, which opens the circuit.
     const jobIds = [];
-    for (let i = 0; i < 4; i++) jobIds.push(await completedJob(api, url));
+    for (let i = 0; i < 3; i++) {
+      jobIds.push(await completedJob(api, url));
+      await deliveryOf(jobIds[i] ?? "", "failed");
+    }
+    jobIds.push(await completedJob(api, url));
     const destination = await eventually(async () => {
       const [row] = await testDb.database.query<{ id: string; state: string }>(
         "select id, state from webhook_outbox.destinations where tenant_id = $1 and url = $2",
