@@ -92,6 +92,7 @@ ${deliveriesInsertFrom(
            null::text as idempotency_key
     from enabled m
     where m.previous_state <> 'healthy'`),
+  { destinationsExist: true },
 )}
 select e.id, e.tenant_id, e.url, e.state, e.consecutive_failures, e.first_failure_at, e.last_success_at,
        e.last_failure_at, e.open_until, e.disabled_at, e.disabled_reason, e.created_at, e.updated_at, e.previous_state,

@@ -42,15 +42,20 @@ export function deliveryValues(deliveries: NewDelivery[]): Record<string, unknow
  * retry_delays_ms (int[] or its literal), timeout_ms and connect_timeout_ms. `<name>_destinations`
  * writes each delivery's destination row if it has none yet (ON CONFLICT DO NOTHING: no lock and
  * no write when it exists; the delivery references it by the id derived from tenant and URL);
- * `<name>` writes the deliveries. A delivery that would be a second one of its (job, event type)
+ * `<name>` writes the deliveries. With `destinationsExist` (the source's URLs are known to have
+ * their destination rows, as operational webhooks' do) the first step is left out. A delivery
+ * that would be a second one of its (job, event type)
  * or (tenant, idempotency key) is not written; `returning id, job_id` names those that were.
  */
-export function deliveriesInsertFrom(name: string, source: string): string {
-  return `${name}_destinations as (
+export function deliveriesInsertFrom(name: string, source: string, options: { destinationsExist?: boolean } = {}): string {
+  const destinations = options.destinationsExist
+    ? ""
+    : `${name}_destinations as (
   insert into webhook_outbox.destinations (tenant_id, url)
   select distinct s.tenant_id, s.url from (${source}) s
   on conflict do nothing
-), ${name} as (
+), `;
+  return `${destinations}${name} as (
   insert into webhook_outbox.webhook_deliveries
     (tenant_id, job_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,
      connect_timeout_ms, next_attempt_at)

@@ -104,7 +104,7 @@ export async function deleteOperationalWebhook(database: Pick<Database, "query">
 
 /**
  * The operational events a statement raises, as the source of an outbox insert
- * (`deliveriesInsertFrom`): `notices` is a query giving tenant_id, event_type, about_url (the
+ * (`deliveriesInsertFrom`, with `destinationsExist`: setting the URL wrote its destination row): `notices` is a query giving tenant_id, event_type, about_url (the
  * destination URL a destination event is about, else null), data (jsonb) and idempotency_key. Each
  * goes to its tenant's operational URL under the policy frozen there, as a Standard Webhooks body
  * {type, timestamp, data}; a tenant without one hears nothing, and an event about the operational

@@ -90,16 +90,33 @@ candidate as materialized (
 ),
 probe as materialized (
   -- The oldest parked delivery of each open destination whose cool-down is over (webhook_deliveries_parked_idx).
-  select p.id, h.id as destination_id
+  select p.id, p.timeout_ms, h.id as destination_id
   from held_back h
   cross join lateral (
-    select w.id from webhook_outbox.webhook_deliveries w
+    select w.id, w.timeout_ms from webhook_outbox.webhook_deliveries w
     where w.destination_id = h.id and w.status = 'pending' and w.next_attempt_at = 'infinity'
     order by w.created_at
     limit 1
   ) p
   where h.state = 'open' and h.probe_due
   limit $2
+),
+gate as materialized (
+  -- One probe per destination across every worker: the destination row is taken (SKIP LOCKED: a
+  -- claim never waits) at its latest version, so a claim that comes second finds the cool-down
+  -- already pushed on, to the end of the probe's lease (a probe whose row another statement holds
+  -- just waits for the next cool-down).
+  select g.id from webhook_outbox.destinations g
+  where g.id = any(array(select destination_id from probe))
+    and g.state = 'open' and g.open_until <= now()
+  for no key update skip locked
+),
+probing as (
+  update webhook_outbox.destinations g
+  set open_until = now() + (p.timeout_ms + $3) * interval '1 millisecond', updated_at = now()
+  from probe p
+  where g.id = any(array(select id from gate)) and p.destination_id = g.id
+  returning p.id
 ),
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
@@ -108,56 +125,37 @@ ranked as (
   where c.destination_id <> all (array(select id from held_back))
 ),
 chosen as materialized (
-  select id, 'send' as action, null::text as disabled_reason
+  select id
   from (
     select id, next_attempt_at from ranked where slot <= $4 order by next_attempt_at
-    limit greatest(0, $2 - (select count(*) from probe))
+    limit greatest(0, $2 - (select count(*) from probing))
   ) sent
   union all
-  select id, 'probe', null from probe
+  select id from probing
   union all
   -- Due rows of the destinations held back: an open one's are parked until it closes, a disabled one's fail.
-  select c.id, case h.state when 'open' then 'park' else 'refuse' end, h.disabled_reason
-  from candidate c join held_back h on h.id = c.destination_id
-  where c.id <> all (array(select id from probe))
+  select c.id from candidate c
+  where c.destination_id = any(array(select id from held_back)) and c.id <> all (array(select id from probing))
 ),
 due as (
   -- Reached through "= any(array(...))", not by a join: a generic plan guesses a LIMIT $2 at a tenth
   -- of the table and would hash-join a sequential scan of it.
-  select w.id, w.destination_id, w.timeout_ms, c.action, c.disabled_reason,
-         w.status as previous_status, w.attempt_count as previous_attempts, w.locked_by as previous_owner,
+  select w.id, w.status as previous_status, w.attempt_count as previous_attempts, w.locked_by as previous_owner,
          w.locked_until as previous_lease_end,
          w.status = 'delivering' as interrupted,
-         -- A lease that ran out with its attempt unrecorded is tried again, unless this makes $5 interruptions.
-         w.status <> 'delivering' or w.interruptions + 1 < $5 as goes_on
-  from webhook_outbox.webhook_deliveries w join chosen c on c.id = w.id
+         case
+           -- A lease that ran out with its attempt unrecorded is tried again, unless this makes $5 interruptions.
+           when w.status = 'delivering' and w.interruptions + 1 >= $5 then 'give_up'
+           when w.id = any(array(select id from probing)) then 'send'
+           else coalesce((select case h.state when 'open' then 'park' else 'refuse' end
+                          from held_back h where h.id = w.destination_id), 'send')
+         end as act,
+         (select h.disabled_reason from held_back h where h.id = w.destination_id) as disabled_reason
+  from webhook_outbox.webhook_deliveries w
   where w.id = any(array(select id from chosen))
     and w.status in ('pending', 'delivering')
-    and (w.next_attempt_at <= now() or (c.action = 'probe' and w.status = 'pending'))
-  for update of w skip locked
-),
-gate as materialized (
-  -- One probe per destination across every worker: the destination row is taken (SKIP LOCKED: a
-  -- claim never waits) at its latest version, so a claim that comes second finds the cool-down
-  -- already pushed on, to the end of the probe's lease.
-  select g.id from webhook_outbox.destinations g
-  where g.id = any(array(select destination_id from due where action = 'probe'))
-    and g.state = 'open' and g.open_until <= now()
-  for no key update skip locked
-),
-probing as (
-  update webhook_outbox.destinations g
-  set open_until = now() + (due.timeout_ms + $3) * interval '1 millisecond', updated_at = now()
-  from due
-  where g.id = any(array(select id from gate)) and due.action = 'probe' and due.destination_id = g.id
-  returning g.id
-),
-acting as (
-  select due.*,
-         case when not due.goes_on then 'give_up'
-              when due.action = 'probe' then (select 'send' from probing where probing.id = due.destination_id)
-              else due.action end as act
-  from due
+    and (w.next_attempt_at <= now() or (w.status = 'pending' and w.id = any(array(select id from probing))))
+  for update skip locked
 ),
 taken as (
   update webhook_outbox.webhook_deliveries d
@@ -181,8 +179,8 @@ taken as (
                                                                   else 'it kept failing' end
                                         || '); enable it, then redeliver'
                      else d.last_error end
-  from acting a
-  where d.id = any(array(select id from acting where act is not null)) and d.id = a.id
+  from due a
+  where d.id = any(array(select id from due)) and d.id = a.id
   returning d.id, d.tenant_id, d.url, d.destination, d.event_type, d.job_id, d.payload::text as body, a.act, d.attempt_count,
             d.max_attempts, d.interruptions, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, d.last_error,
             a.interrupted, a.previous_attempts, a.previous_owner, a.previous_lease_end
@@ -220,6 +218,7 @@ ${deliveriesInsertFrom(
            'delivery.exhausted:' || t.id || ':' || t.attempt_count as idempotency_key
     from taken t
     where t.act = 'give_up' and t.event_type <> all (${OPERATIONAL_EVENT_TYPES_SQL})`),
+  { destinationsExist: true },
 )},
 claimed as (
   select * from taken where act = 'send'

@@ -52,14 +52,15 @@ export interface DestinationRules {
  *     more, disables it (a disabled destination stays so until it is enabled);
  * A delivery left pending on an open destination is parked (next_attempt_at 'infinity'); when the
  * destination leaves open, its parked deliveries are due at once. Every change of state is a
- * destination_events row.
+ * destination_events row. A batch of successes alone to a healthy destination leaves it as it is
+ * (its last_success_at is kept to the second).
  *
  * Operational webhooks, in the same statement (so never lost, never doubled): delivery.exhausted
  * for each delivery this batch fails, destination.disabled and destination.recovered for each
  * destination it disables or closes (see operational-webhooks.ts for who hears them).
  */
 export const RECORD_SQL = `
-with result as (
+with result as materialized (
   select *
   from unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[], $9::text[],
               $10::text[], $11::timestamptz[], $12::timestamptz[], $13::int[], $14::text[])
@@ -67,11 +68,12 @@ with result as (
          error_kind, error_message, started_at, finished_at, duration_ms, destination_result)
 ),
 owned as materialized (
-  -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
-  select r.*, d.destination_id, d.tenant_id, d.event_type, d.url, d.job_id
-  from webhook_outbox.webhook_deliveries d join result r on r.id = d.id
-  where d.id = any($2::uuid[]) and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
-  for no key update of d
+  -- The results this worker still owns, as this statement's snapshot sees them (not locked: the
+  -- settling UPDATE re-checks the guard, so a worker whose lease expired and was taken over in the
+  -- meantime settles nothing; only its destination's tally may count that result).
+  select r.*, d.destination_id
+  from result r join webhook_outbox.webhook_deliveries d on d.id = r.id
+  where d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = r.attempt_number
 ),
 seen as (
   select o.*,
@@ -90,10 +92,21 @@ tally as (
   from (select *, last_success is null or finished_at > last_success as after_success from seen) s
   group by destination_id
 ),
+moving as materialized (
+  -- The destinations this batch changes. Successes alone to a healthy destination with no failure
+  -- change nothing but last_success_at, which is kept to the second: those rows are neither locked
+  -- nor written (every batch of a busy destination would otherwise queue on its row). Read without
+  -- a lock, so a failure another worker is recording at the same instant may keep its count where
+  -- this batch's success would have reset it: the next success of the destination resets it.
+  select t.destination_id
+  from tally t join webhook_outbox.destinations g on g.id = t.destination_id
+  where t.failures > 0 or g.state <> 'healthy' or g.consecutive_failures > 0
+     or g.last_success_at is null or g.last_success_at < t.success_at - interval '1 second'
+),
 locked as materialized (
   -- In id order, so two record statements over the same destinations cannot deadlock.
   select g.* from webhook_outbox.destinations g
-  where g.id = any(array(select destination_id from tally))
+  where g.id = any(array(select destination_id from moving))
   order by g.id
   for no key update
 ),
@@ -169,17 +182,20 @@ settled as (
       last_error = o.error_message,
       finished_at = case when o.delivery_status = 'pending' then null else now() end
   from owned o left join moved m on m.id = o.destination_id
-  where d.id = any($2::uuid[]) and d.id = o.id
-  returning d.id
+  where d.id = o.id
+    -- Guarded by the claim: a worker whose lease expired and was taken over changes nothing.
+    and d.status = 'delivering' and d.locked_by = $1 and d.attempt_count = o.attempt_number
+  -- Everything the attempt row and a delivery.exhausted notice need, so neither joins back.
+  returning d.id, d.status, d.tenant_id, d.event_type, d.url, d.job_id, o.attempt_number, o.outcome, o.started_at,
+            o.finished_at, o.duration_ms, o.response_status, o.response_body_excerpt, o.error_kind, o.error_message
 ),
 recorded as (
   insert into webhook_outbox.webhook_delivery_attempts
     (delivery_id, attempt_number, worker_id, started_at, finished_at, duration_ms, response_status,
      response_body_excerpt, error_kind, error_message, outcome)
-  select o.id, o.attempt_number, $1, o.started_at, o.finished_at, o.duration_ms, o.response_status,
-         o.response_body_excerpt, o.error_kind, o.error_message, o.outcome
-  from owned o
-  join settled s on s.id = o.id
+  select s.id, s.attempt_number, $1, s.started_at, s.finished_at, s.duration_ms, s.response_status,
+         s.response_body_excerpt, s.error_kind, s.error_message, s.outcome
+  from settled s
   on conflict (delivery_id, attempt_number) do nothing
   returning delivery_id
 ),
@@ -188,20 +204,21 @@ ${deliveriesInsertFrom(
   operationalSource(`
     -- A delivery failed for good (its last attempt, or one that may not be retried), unless it is
     -- itself an operational webhook. Keyed by delivery and attempt: one notice per failure.
-    select o.tenant_id, 'delivery.exhausted' as event_type, null::text as about_url,
+    select s.tenant_id, 'delivery.exhausted' as event_type, null::text as about_url,
            jsonb_build_object(
-             'deliveryId', o.id, 'eventType', o.event_type, 'url', o.url, 'jobId', o.job_id, 'attempts', o.attempt_number,
-             'lastError', jsonb_build_object('kind', o.error_kind, 'message', o.error_message,
-                                             'responseStatus', o.response_status)) as data,
-           'delivery.exhausted:' || o.id || ':' || o.attempt_number as idempotency_key
-    from owned o
-    where o.delivery_status = 'failed' and o.event_type <> all (${OPERATIONAL_EVENT_TYPES_SQL})
+             'deliveryId', s.id, 'eventType', s.event_type, 'url', s.url, 'jobId', s.job_id, 'attempts', s.attempt_number,
+             'lastError', jsonb_build_object('kind', s.error_kind, 'message', s.error_message,
+                                             'responseStatus', s.response_status)) as data,
+           'delivery.exhausted:' || s.id || ':' || s.attempt_number as idempotency_key
+    from settled s
+    where s.status = 'failed' and s.event_type <> all (${OPERATIONAL_EVENT_TYPES_SQL})
     union all
     -- A destination disabled, or closed again after being open.
     select m.tenant_id, case m.state when 'disabled' then 'destination.disabled' else 'destination.recovered' end,
            m.url, ${DESTINATION_EVENT_DATA}, null
     from moved m
     where m.state <> m.previous_state and m.state in ('disabled', 'healthy')`),
+  { destinationsExist: true },
 )}
 select delivery_id, null::uuid as destination_id, null::text as from_state, null::text as to_state from recorded
 union all
