@@ -341,7 +341,7 @@ async function runUntilSignal(options: Omit<ServiceOptions, "logger">): Promise<
   // The embedded server's development token (startService reads the same file) is a secret too.
   const developmentToken =
     options.api && !config.DATABASE_URL && !config.INTERNAL_API_TOKEN ? embeddedInternalToken(config.EMBEDDED_DATA_DIR).token : undefined;
-  const logger = createLogger(config.LOG_LEVEL, { secrets: [config.INTERNAL_API_TOKEN, developmentToken] });
+  const logger = createLogger(config.LOG_LEVEL, { secrets: [config.INTERNAL_API_TOKEN, developmentToken, config.DASHBOARD_SESSION_SECRET] });
   // Listening for the signal before the start: a SIGTERM that arrives while the service starts (it
   // logs "API listening" before startService returns) still means a clean stop, never a kill.
   const signalled = new Promise<void>((resolve) => {

@@ -127,9 +127,15 @@ export const configSchema = z.object({
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),
   JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),
+  // Unset: a random secret per process, so dashboard sessions end when it restarts (logged at start).
+  DASHBOARD_SESSION_SECRET: optionalText.refine(
+    (value) => value === undefined || value.length >= 32,
+    "must be at least 32 characters (e.g. openssl rand -base64 32)",
+  ),
+  DASHBOARD_SESSION_TTL: duration("8h"),
 });
 
-const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN"]);
+const SECRET_VARIABLES = new Set(["DATABASE_URL", "INTERNAL_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
 
 export type Config = z.infer<typeof configSchema>;
 

@@ -11,6 +11,7 @@ import type { Resolver } from "./delivery/address-policy.js";
 import { HttpSender } from "./delivery/http-sender.js";
 import { UrlPolicy } from "./delivery/url-policy.js";
 import { createApp } from "./http/app.js";
+import { processSessionSecret } from "./dashboard/routes.js";
 import { httpServerOptions } from "./http/server-options.js";
 import { DeadlineSweeper } from "./jobs/deadline-sweeper.js";
 import { JobService } from "./jobs/job-service.js";
@@ -162,7 +163,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         webhookHeaderPrefix: config.WEBHOOK_HEADER_PREFIX,
         urlPolicy,
         operationalPolicy: deliveryPolicies(config).nouvel,
+        dashboard: {
+          sessionSecret: config.DASHBOARD_SESSION_SECRET ?? processSessionSecret(),
+          sessionTtlMs: config.DASHBOARD_SESSION_TTL,
+        },
       });
+      if (!config.DASHBOARD_SESSION_SECRET) {
+        logger.info("DASHBOARD_SESSION_SECRET is not set: dashboard sessions use a per-process secret and end when this process restarts");
+      }
       if (!internalToken.token) logger.warn("INTERNAL_API_TOKEN is not set: the /internal routes are disabled");
       const timeouts = {
         headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,

@@ -32,7 +32,7 @@ export const MAX_RESPONSE_HEADER_COUNT = 256;
  * in one read that cost ~65 ms of the main thread per response. Short reads stop it within this.
  */
 export const PARSER_READ_BYTES = 1024;
-const USER_AGENT = "webhook-outbox/0.1";
+export const USER_AGENT = "webhook-outbox/0.1";
 
 /**
  * Sends one attempt. Keeps one keep-alive agent per connect timeout, never follows redirects,

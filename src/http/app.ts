@@ -22,6 +22,7 @@ import { metricsRoutes } from "./routes/metrics.js";
 import { assignRequestId, logRequests } from "./request-log.js";
 import { veoRoutes } from "./routes/veo.js";
 import { registerWebhooks } from "./webhooks-doc.js";
+import { dashboardRoutes } from "../dashboard/routes.js";
 
 export interface AppDependencies {
   database: Database;
@@ -44,6 +45,8 @@ export interface AppDependencies {
    * @defaultValue DELIVERY_POLICY_DEFAULTS
    */
   operationalPolicy?: DeliveryPolicy;
+  /** The /dashboard pages; without it they are not served. */
+  dashboard?: { sessionSecret: string; sessionTtlMs: number };
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -86,6 +89,7 @@ export function createApp(deps: AppDependencies) {
   app.use("*", assignRequestId, logRequests(deps.logger.child({ component: "http" })));
 
   for (const prefix of ["/api/*", "/v1/*", "/internal/*"]) app.use(prefix, limitBody, jsonBodiesOnly);
+  app.use("/dashboard/*", limitBody);
   const limitRate = rateLimit({ database: deps.database, requestsPerMinute: deps.apiRateLimit });
   // One instance, so both surfaces share its cache of keys seen valid.
   const authenticate = apiKeyAuth(deps.database);
@@ -109,6 +113,19 @@ export function createApp(deps: AppDependencies) {
       deps.operationalPolicy ?? DELIVERY_POLICY_DEFAULTS,
     ),
   );
+
+  if (deps.dashboard) {
+    app.route(
+      "/dashboard",
+      dashboardRoutes({
+        database: deps.database,
+        internalApiToken: deps.internalApiToken,
+        sessionSecret: deps.dashboard.sessionSecret,
+        sessionTtlMs: deps.dashboard.sessionTtlMs,
+        webhookHeaderPrefix: deps.webhookHeaderPrefix,
+      }),
+    );
+  }
 
   registerWebhooks(app, deps.webhookHeaderPrefix);
   registerDocumentRoute(app);
