@@ -450,6 +450,10 @@ export const webhookDeliveries = outboxSchema.table(
       .on(t.destinationId, t.createdAt)
       .where(sql`${t.status} = 'pending' and ${t.nextAttemptAt} = 'infinity'`),
     index("webhook_deliveries_tenant_created_idx").on(t.tenantId, t.createdAt.desc(), t.id.desc()),
+    // The dashboard: the operator's list of every tenant's deliveries, newest first.
+    index("webhook_deliveries_created_idx").on(t.createdAt.desc(), t.id.desc()),
+    // The dashboard: one destination's deliveries, newest first, and its attempts' statistics.
+    index("webhook_deliveries_destination_created_idx").on(t.destinationId, t.createdAt.desc(), t.id.desc()),
     // GET /api/v1/deliveries?status=failed (the polling safety net). Partial, so the claim loop's
     // updates of open rows never touch it; other statuses are served by ..._tenant_created_idx.
     index("webhook_deliveries_tenant_failed_idx")

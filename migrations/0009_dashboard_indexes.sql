@@ -1,0 +1,2 @@
+CREATE INDEX "webhook_deliveries_created_idx" ON "webhook_outbox"."webhook_deliveries" USING btree ("created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint
+CREATE INDEX "webhook_deliveries_destination_created_idx" ON "webhook_outbox"."webhook_deliveries" USING btree ("destination_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);
