@@ -1,4 +1,6 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +13,14 @@ import { ok, Receiver, status } from "./support/receiver.js";
 
 /** Debian's Chromium; never a downloaded browser. */
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"].find((path) => existsSync(path));
-const SCREENSHOTS = fileURLToPath(new URL("../docs/dashboard/", import.meta.url));
+/**
+ * Where the pages' screenshots go: docs/dashboard/ with DASHBOARD_SCREENSHOTS=1 (how the committed
+ * ones are made), else a scratch directory, so a test run leaves the working tree as it was.
+ */
+const SCREENSHOTS =
+  process.env.DASHBOARD_SCREENSHOTS === "1"
+    ? fileURLToPath(new URL("../docs/dashboard/", import.meta.url))
+    : `${mkdtempSync(join(tmpdir(), "dashboard-shots-"))}/`;
 
 let testDb: TestDatabase;
 let harness: Harness;
