@@ -107,6 +107,9 @@ function runLoad(targetUrl: string, apiKey: string, settings: IngestSettings): P
 /** Single-row INSERTs, each its own commit, from `connections` connections looping for `seconds`. */
 async function insertCeiling(url: string, seconds: number, connections: number): Promise<number> {
   const pool = new pg.Pool({ connectionString: url, max: connections });
+  // An idle connection cut under the pool (the scratch database dropped with force) must not
+  // crash the run: an unhandled 'error' on a pool is fatal in Node.
+  pool.on("error", () => undefined);
   try {
     await pool.query(
       "create table if not exists ingest_ceiling (id bigserial primary key, body text not null, created_at timestamptz not null default now())",
