@@ -113,6 +113,7 @@ export const configSchema = z.object({
   // The worker's defaults are stated on its options (src/outbox/worker/options.ts).
   WORKER_CONCURRENCY: integer(WORKER_DEFAULTS.concurrency, 1, 10_000),
   DESTINATION_CONCURRENCY: integer(WORKER_DEFAULTS.destinationConcurrency, 1, 10_000),
+  DESTINATION_SLOW_AFTER_MS: integer(WORKER_DEFAULTS.destinationSlowAfterMs, 0, 600_000),
   DESTINATION_FAILURE_THRESHOLD: integer(WORKER_DEFAULTS.destinationFailureThreshold, 1, 1_000_000),
   DESTINATION_COOLDOWN: duration(`${WORKER_DEFAULTS.destinationCooldownMs}ms`),
   DESTINATION_DISABLE_AFTER: duration(`${WORKER_DEFAULTS.destinationDisableAfterMs}ms`),

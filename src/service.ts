@@ -194,6 +194,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         logger: logger.child({ component: "worker" }),
         concurrency: config.WORKER_CONCURRENCY,
         destinationConcurrency: config.DESTINATION_CONCURRENCY,
+        destinationSlowAfterMs: config.DESTINATION_SLOW_AFTER_MS,
         destinationFailureThreshold: config.DESTINATION_FAILURE_THRESHOLD,
         destinationCooldownMs: config.DESTINATION_COOLDOWN,
         destinationDisableAfterMs: config.DESTINATION_DISABLE_AFTER,

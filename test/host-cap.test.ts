@@ -14,6 +14,8 @@ beforeAll(async () => {
   harness = await startHarness(testDb, {
     WORKER_CONCURRENCY: 8,
     DESTINATION_CONCURRENCY: 2,
+    // Every destination with an attempt in flight counts as slow: the cap holds from the first claim.
+    DESTINATION_SLOW_AFTER_MS: 0,
     WORKER_BATCH_SIZE: 8,
     WEBHOOK_TIMEOUT_MS: 60_000,
     SHUTDOWN_GRACE_MS: 0,

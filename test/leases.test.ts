@@ -241,6 +241,46 @@ describe("leases", () => {
     }
   });
 
+  it("lets a fast destination take more room than a slow one: slow is an attempt in flight past slowAfterMs", async () => {
+    const own = await Receiver.start();
+    try {
+      const host = new URL(own.url).host;
+      for (let i = 0; i < 8; i++) await completedJob(own.url);
+      const claimWith = async (workerId: string) => {
+        const result = await claimDue(testDb.database.query, {
+          workerId,
+          limit: 10,
+          leaseMarginMs: 60_000,
+          destinationConcurrency: 2,
+          maxInterruptions: 5,
+          slowAfterMs: 30_000,
+          fastDestinationConcurrency: 5,
+        });
+        return { ...result, deliveries: result.deliveries.filter((d) => d.destination === host) };
+      };
+      // Attempts just started: the destination is fast, and takes its fast room.
+      const fast = await claimWith("fast");
+      expect(fast.deliveries).toHaveLength(5);
+      // One of them has now been in flight for a minute (its lease, of timeout + margin = 70 s, ends
+      // in 10 s): the destination is slow, held to 2.
+      await testDb.database.query(
+        `update webhook_outbox.webhook_deliveries
+         set locked_until = now() + interval '10 seconds', next_attempt_at = now() + interval '10 seconds'
+         where id = $1`,
+        [fast.deliveries[0]?.id],
+      );
+      const slow = await claimWith("slow");
+      expect(slow.deliveries).toEqual([]);
+      expect(slow.capped).toContain(host);
+      await recordAttempts("fast", fast.deliveries.map((d) => succeeded(d.id, 1)));
+      const rest = (await claim("rest", 10, 60_000)).filter((d) => d.destination === host);
+      expect(rest).toHaveLength(3);
+      await recordAttempts("rest", rest.map((d) => succeeded(d.id, 1)));
+    } finally {
+      await own.close();
+    }
+  });
+
   it("reports the destinations it left at their cap, so a worker knows whose ending attempt makes room", async () => {
     for (let i = 0; i < 3; i++) await completedJob();
     const result = await claimDue(testDb.database.query, {

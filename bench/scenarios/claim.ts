@@ -49,6 +49,8 @@ function claimInput(limit: number): ClaimInput {
     limit,
     leaseMarginMs: WORKER_DEFAULTS.leaseMarginMs,
     destinationConcurrency: WORKER_DEFAULTS.destinationConcurrency,
+    slowAfterMs: WORKER_DEFAULTS.destinationSlowAfterMs,
+    fastDestinationConcurrency: Math.floor(WORKER_DEFAULTS.concurrency / 2),
     maxInterruptions: WORKER_DEFAULTS.maxInterruptions,
   };
 }
@@ -159,7 +161,8 @@ async function explainClaim(client: pg.Client, sqlText: string, limit: number, g
     await client.query(`prepare bench_claim_explain as ${sqlText}`);
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
       `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
-        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}')`,
+        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}', ${WORKER_DEFAULTS.destinationSlowAfterMs}, ` +
+        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)})`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {

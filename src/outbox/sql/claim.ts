@@ -49,6 +49,14 @@ export interface ClaimInput {
   /** A delivery whose lease ran out this many times fails instead of being tried again. */
   maxInterruptions: number;
   /**
+   * A destination with an attempt in flight for longer than this is slow: it gets
+   * `destinationConcurrency` slots; one whose attempts all answer sooner gets `fastDestinationConcurrency`.
+   * @defaultValue 0 (every destination with an attempt in flight is held to `destinationConcurrency`)
+   */
+  slowAfterMs?: number;
+  /** @defaultValue destinationConcurrency */
+  fastDestinationConcurrency?: number;
+  /**
    * This worker's attempts that have ended but whose records are still on their way: their leases
    * no longer count against their destination's cap.
    * @defaultValue []
@@ -61,7 +69,11 @@ with busy as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
   -- this worker has seen end ($6) while their records travel.
-  select destination, count(*)::int as held
+  -- A destination with an attempt in flight for longer than $7 ms is slow (it hangs, or answers
+  -- slowly) and gets $4 slots; one whose attempts all answer within that gets $8.
+  select destination, count(*)::int as held,
+         case when bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
+              then $4::int else $8::int end as cap
   from webhook_outbox.webhook_deliveries
   where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
@@ -84,7 +96,7 @@ candidate as materialized (
     -- "Not one of the full destinations", written so the planner cannot estimate it: "destination <>
     -- all($x)" with one destination in the statistics (one customer's burst) is estimated to pass no
     -- row at all, and a sequential scan of the table looks cheaper than walking the claim index.
-    and nullif(destination = any (array(select destination from busy where held >= $4)), true) is not null
+    and nullif(destination = any (array(select destination from busy where held >= cap)), true) is not null
   order by next_attempt_at
   limit $2 * 4
 ),
@@ -120,14 +132,15 @@ probing as (
 ),
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
-         row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot
+         row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot,
+         coalesce(b.cap, $8::int) as cap
   from candidate c left join busy b on b.destination = c.destination
   where c.destination_id <> all (array(select id from held_back))
 ),
 chosen as materialized (
   select id
   from (
-    select id, next_attempt_at from ranked where slot <= $4 order by next_attempt_at
+    select id, next_attempt_at from ranked where slot <= cap order by next_attempt_at
     limit greatest(0, $2 - (select count(*) from probing))
   ) sent
   union all
@@ -243,9 +256,9 @@ select null, null, null, null, null, null, null, null, null, null, null, null,
        array(
          select r.destination from ranked r
          group by r.destination
-         having max(r.slot) >= $4
+         having max(r.slot) >= max(r.cap)
          union
-         select b.destination from busy b where b.held >= $4
+         select b.destination from busy b where b.held >= b.cap
        )
 from (select 1) one
 left join lateral (select pg_notify('${OUTBOX_CHANNEL}', '') where exists (select from operational)) notified on true`;
@@ -256,7 +269,16 @@ type ClaimRow = Omit<ClaimedDelivery, "id"> & { id: string | null; capped: strin
 export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> {
   const rows = await query<ClaimRow>(
     CLAIM_SQL,
-    [input.workerId, input.limit, input.leaseMarginMs, input.destinationConcurrency, input.maxInterruptions, input.ended ?? []],
+    [
+      input.workerId,
+      input.limit,
+      input.leaseMarginMs,
+      input.destinationConcurrency,
+      input.maxInterruptions,
+      input.ended ?? [],
+      input.slowAfterMs ?? 0,
+      input.fastDestinationConcurrency ?? input.destinationConcurrency,
+    ],
     "outbox_claim",
   );
   const deliveries: ClaimedDelivery[] = [];

@@ -8,19 +8,28 @@ export interface WorkerSettings {
   /**
    * Attempts in flight at once in this process. Each holds its payload and a connection; a worker
    * that dies interrupts at most this many attempts (retried, spending nothing of their budget).
-   * Sized so that five destinations hanging at their cap (5 × 64) still leave 192 slots to the rest.
+   * Sized so that five destinations hanging at their cap (5 × 64) still leave 192 slots to the rest,
+   * and one fast destination may use half of it.
    * @defaultValue 512
    */
   concurrency: number;
   /**
-   * Attempts in flight at once to one destination (the URL's host:port), counted over every worker
-   * of the database: a destination that hangs holds at most this many slots, the rest of its
-   * deliveries stay pending with their attempts unspent. Two workers claiming in the same instant
-   * may each fill the same free room once. One healthy destination drains through this many
-   * attempts in flight; a hanging one holds no more than this many slots.
+   * Attempts in flight at once to one slow destination (the URL's host:port: one with an attempt in
+   * flight for longer than `destinationSlowAfterMs`), counted over every worker of the database: a
+   * destination that hangs holds about this many slots, the rest of its deliveries stay pending
+   * with their attempts unspent. Two workers claiming in the same instant may each fill the same
+   * free room once.
    * @defaultValue 64
    */
   destinationConcurrency: number;
+  /**
+   * A destination whose attempts all answer within this long is fast: it may hold up to half of
+   * `concurrency` in flight, so one busy healthy destination drains as fast as the engine allows.
+   * Once one of its attempts has been in flight longer, it is slow (hanging, or answering slowly)
+   * and held to `destinationConcurrency`.
+   * @defaultValue 1000
+   */
+  destinationSlowAfterMs: number;
   /**
    * Consecutive failed attempts to one destination (a tenant's URL), counted over every worker, that
    * open its circuit: its deliveries then wait, spending no attempt, and one probe goes per
@@ -91,6 +100,7 @@ export interface WorkerSettings {
 export const WORKER_DEFAULTS: WorkerSettings = {
   concurrency: 512,
   destinationConcurrency: 64,
+  destinationSlowAfterMs: 1_000,
   destinationFailureThreshold: 10,
   destinationCooldownMs: 30_000,
   destinationDisableAfterMs: 3 * 86_400_000,

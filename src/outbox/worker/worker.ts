@@ -148,6 +148,8 @@ export class OutboxWorker {
           limit,
           leaseMarginMs: this.settings.leaseMarginMs,
           destinationConcurrency: this.settings.destinationConcurrency,
+          slowAfterMs: this.settings.destinationSlowAfterMs,
+          fastDestinationConcurrency: Math.max(this.settings.destinationConcurrency, Math.floor(this.settings.concurrency / 2)),
           maxInterruptions: this.settings.maxInterruptions,
           ended: this.writer.pendingIds(),
         });
