@@ -262,8 +262,10 @@ async function main(): Promise<number> {
   const ours = best?.perSecond;
   const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
   /** The best figure of a baseline over its process counts: best against best. */
-  const bestOf = (prefix: string) => {
-    const figures = results.baselines.filter((baseline) => baseline.system.startsWith(prefix)).map((baseline) => baseline.perSecond);
+  const bestOf = (prefix: string, exact = false) => {
+    const figures = results.baselines
+      .filter((baseline) => (exact ? baseline.system === prefix : baseline.system.startsWith(prefix)))
+      .map((baseline) => baseline.perSecond);
     return figures.length > 0 ? Math.max(...figures) : undefined;
   };
   const rows = tableRows(settings, results, ours);
@@ -285,7 +287,7 @@ async function main(): Promise<number> {
     ours: { bestDrainPerSecond: ours, workers: best?.workers },
     ratios: {
       graphileWorker: ratio(ours, bestOf("graphile-worker")),
-      pgBossBatch100: ratio(ours, bestOf("pg-boss batch 100")),
+      pgBossBatch100: ratio(ours, bestOf("pg-boss batch 100", true)),
       pgBossBest: ratio(ours, bestOf("pg-boss")),
       http: ratio(ours, results.http?.perSecond),
       db: ratio(ours, results.db?.perSecond),
