@@ -63,7 +63,7 @@ export async function findDeliveries(
   const rows = await database.query<DeliverySummary>(
     `select ${SUMMARY_COLUMNS} from webhook_outbox.webhook_deliveries d
      ${where.length > 0 ? `where ${where.join(" and ")}` : ""}
-     order by d.created_at desc, d.id desc
+     order by d.created_at desc nulls last, d.id desc nulls last
      limit ${param(filter.limit + 1)}`,
     params,
   );
@@ -141,7 +141,7 @@ export async function findDestinations(
             g.disabled_reason, g.created_at
      from webhook_outbox.destinations g
      ${where.length > 0 ? `where ${where.join(" and ")}` : ""}
-     order by g.created_at desc, g.id desc
+     order by g.created_at desc nulls last, g.id desc nulls last
      limit ${param(filter.limit + 1)}`,
     params,
   );

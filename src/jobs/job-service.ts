@@ -1,4 +1,5 @@
-import { and, desc, eq, gte, lt, or } from "drizzle-orm";
+import { and, eq, gte, lt, or } from "drizzle-orm";
+import { newestFirst } from "../db/newest-first.js";
 import type { Database, Query } from "../db/client.js";
 import { jobs, type ApiFlavor, type JobStatus } from "../db/schema.js";
 import { UrlRejectedError, type UrlPolicy } from "../delivery/url-policy.js";
@@ -151,7 +152,7 @@ export class JobService {
       .select()
       .from(jobs)
       .where(and(...conditions))
-      .orderBy(desc(jobs.createdAt), desc(jobs.id))
+      .orderBy(newestFirst(jobs.createdAt), newestFirst(jobs.id))
       .limit(query.limit + 1);
     const page = rows.slice(0, query.limit);
     const projects = await jobSql.projectsOf(

@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, gte, inArray, lt, or } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, lt, or } from "drizzle-orm";
+import { newestFirst } from "../db/newest-first.js";
 import type { Database } from "../db/client.js";
 import { webhookDeliveries, webhookDeliveryAttempts, type DeliveryStatus } from "../db/schema.js";
 
@@ -55,7 +56,7 @@ export async function listDeliveries(
     .select()
     .from(d)
     .where(and(...conditions))
-    .orderBy(desc(d.createdAt), desc(d.id))
+    .orderBy(newestFirst(d.createdAt), newestFirst(d.id))
     .limit(query.limit + 1);
   return { deliveries: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
 }

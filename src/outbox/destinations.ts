@@ -1,4 +1,5 @@
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, eq, lt, or } from "drizzle-orm";
+import { newestFirst } from "../db/newest-first.js";
 import type { Database } from "../db/client.js";
 import { destinations, type DestinationState } from "../db/schema.js";
 import { DestinationNotFoundError } from "./errors.js";
@@ -32,7 +33,7 @@ export async function listDestinations(
     .select()
     .from(d)
     .where(and(...conditions))
-    .orderBy(desc(d.createdAt), desc(d.id))
+    .orderBy(newestFirst(d.createdAt), newestFirst(d.id))
     .limit(query.limit + 1);
   return { destinations: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
 }
