@@ -44,6 +44,12 @@ export async function listDeliveries(
   database: Database,
   query: DeliveryListQuery,
 ): Promise<{ deliveries: DeliveryRow[]; hasMore: boolean }> {
+  const rows = await deliveriesPage(database, query);
+  return { deliveries: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
+}
+
+/** The page's statement (one row more than the page, to tell whether another follows); its plan is tested. */
+export function deliveriesPage(database: Database, query: DeliveryListQuery) {
   const d = webhookDeliveries;
   const conditions = [eq(d.tenantId, query.tenantId)];
   if (query.status) conditions.push(eq(d.status, query.status));
@@ -52,13 +58,12 @@ export async function listDeliveries(
     const older = or(lt(d.createdAt, query.after.createdAt), and(eq(d.createdAt, query.after.createdAt), lt(d.id, query.after.id)));
     if (older) conditions.push(older);
   }
-  const rows = await database.db
+  return database.db
     .select()
     .from(d)
     .where(and(...conditions))
     .orderBy(newestFirst(d.createdAt), newestFirst(d.id))
     .limit(query.limit + 1);
-  return { deliveries: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
 }
 
 async function attemptsOf(database: Database, deliveryIds: string[]): Promise<AttemptRow[]> {
