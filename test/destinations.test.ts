@@ -315,9 +315,15 @@ describe("a short cool-down", () => {
       receiver.respondWith(status(503));
       const url = `${receiver.url}?circuit=reopen`;
       const jobId = await completedJob(url, quick.api);
-      // Three failures open it; two failed probes follow, each after a cool-down.
-      await eventually(async () => ((await deliveryIn(jobId))?.attempt_count ?? 0) >= 5 || undefined);
+      // Three failures open it; two failed probes follow, each after a cool-down. The wait is on
+      // recorded attempts: attempt_count counts an attempt when it is claimed, so the fifth could
+      // still be in flight (and meet the 200 below) when attempt_count reads 5.
+      const started = await eventually(async () => {
+        const row = await deliveryIn(jobId);
+        return row && (await attemptsOf(ownDb.database, row.id)).length >= 5 ? row : undefined;
+      });
       receiver.respondWith(ok);
+      expect((await attemptsOf(ownDb.database, started.id)).slice(0, 5).map((a) => a.response_status)).toEqual([503, 503, 503, 503, 503]);
       const delivery = await eventually(async () => {
         const row = await deliveryIn(jobId);
         return row?.status === "succeeded" ? row : undefined;
