@@ -123,7 +123,7 @@ export const configSchema = z.object({
   WORKER_MAX_INTERRUPTIONS: integer(WORKER_DEFAULTS.maxInterruptions, 1, 100),
   LEASE_MARGIN_MS: integer(WORKER_DEFAULTS.leaseMarginMs, 0, 600_000),
   SHUTDOWN_GRACE_MS: integer(WORKER_DEFAULTS.shutdownGraceMs, 0, 600_000),
-  REPORT_CONCURRENCY: integer(2, 1, 100),
+  REPORT_CONCURRENCY: integer(1, 1, 100),
   REPLAY_RATE: integer(REPLAY_PACING.batchSize, 0, 100_000),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),

@@ -112,7 +112,7 @@ export function readSettings(): BenchSettings {
     batchSize: integer("BENCH_BATCH_SIZE", WORKER_DEFAULTS.batchSize),
     latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
-    reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", 2),
+    reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", 1),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),
     claimPendingShare: share("BENCH_CLAIM_PENDING_SHARE", 0.01),
     claimRuns: integer("BENCH_CLAIM_RUNS", 200),

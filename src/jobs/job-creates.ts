@@ -54,7 +54,7 @@ export class JobCreates {
     this.batcher = new NaturalBatcher<PendingCreate>({
       concurrency: options.concurrency,
       maxBatch: MAX_CREATE_BATCH,
-      run: (batch) => this.insertBatch(batch),
+      run: (batch, release) => this.insertBatch(batch, release),
       // insertBatch settles every create itself; this only catches a bug, so no caller hangs.
       onCrash: (error, batch) => batch.forEach((create) => create.reject(error)),
     });
@@ -69,7 +69,8 @@ export class JobCreates {
     return new Promise<CreatedJob>((resolve, reject) => this.batcher.add({ insert, resolve, reject, keyConflicts: 0 }));
   }
 
-  private async insertBatch(batch: PendingCreate[]): Promise<void> {
+  /** `release` frees the batcher's slot once the statement has answered, before the creates are settled. */
+  private async insertBatch(batch: PendingCreate[], release?: () => void): Promise<void> {
     let inserted: jobSql.InsertedJob[];
     try {
       inserted = await jobSql.insertJobs(
@@ -86,6 +87,7 @@ export class JobCreates {
       await Promise.all(batch.map((create) => this.insertBatch([create])));
       return;
     }
+    release?.();
     batch.forEach((create, at) => {
       const result = inserted[at];
       if (result?.kind === "created") create.resolve({ view: toView(result.job, result.projects), replayed: false });

@@ -27,9 +27,15 @@ export interface JobServiceOptions {
   jobTimeoutMs: number;
   /** Wakes the workers after a commit that enqueued; by default one of its own that reports no errors. */
   notifier?: OutboxNotifier;
-  /** Report statements in flight at once; reports arriving while all are busy share the next. Default 2. */
+  /**
+   * Report statements in flight at once; reports arriving while all are busy share the next.
+   * @defaultValue 1: measured fastest (bigger shared statements; the next leaves as soon as one answers)
+   */
   reportConcurrency?: number;
-  /** Create statements in flight at once; creates arriving while all are busy share the next. Default 2. */
+  /**
+   * Create statements in flight at once; creates arriving while all are busy share the next.
+   * @defaultValue 1: measured fastest, as for reports
+   */
   createConcurrency?: number;
 }
 
@@ -70,12 +76,12 @@ export class JobService {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
     this.creates = new JobCreates({
       query: options.database.query,
-      concurrency: options.createConcurrency ?? 2,
+      concurrency: options.createConcurrency ?? 1,
       jobTimeoutMs: options.jobTimeoutMs,
     });
     this.reports = new ProjectReports({
       database: options.database,
-      concurrency: options.reportConcurrency ?? 2,
+      concurrency: options.reportConcurrency ?? 1,
       webhookOf: (job, projects, url) => this.webhookOf(job, projects, url),
     });
   }

@@ -4,6 +4,10 @@
  * So a lone item runs at once, and under load each round trip carries everything that queued
  * behind the one before it. Items with the same key never share a batch, nor run while another
  * item with that key is running: they wait for it. Without `key`, no two items conflict.
+ *
+ * `run` may call `release` once its round trip is over and before it settles the items: the slot
+ * and the batch's keys are free from then on, so the next batch is on the wire while this one's
+ * callers are answered. A batch that never calls it holds its slot until `run` settles.
  */
 export class NaturalBatcher<T> {
   private waiting: T[] = [];
@@ -16,7 +20,7 @@ export class NaturalBatcher<T> {
       maxBatch: number;
       key?: (item: T) => string;
       /** Must settle every item itself; a rejection here is a bug and is passed to `onCrash`. */
-      run: (batch: T[]) => Promise<void>;
+      run: (batch: T[], release: () => void) => Promise<void>;
       onCrash: (error: unknown, batch: T[]) => void;
     },
   ) {}
@@ -31,14 +35,18 @@ export class NaturalBatcher<T> {
       const { batch, keys } = this.takeBatch();
       if (batch.length === 0) return;
       this.running++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.running--;
+        for (const key of keys) this.runningKeys.delete(key);
+        this.dispatch();
+      };
       void this.options
-        .run(batch)
+        .run(batch, release)
         .catch((error: unknown) => this.options.onCrash(error, batch))
-        .finally(() => {
-          this.running--;
-          for (const key of keys) this.runningKeys.delete(key);
-          this.dispatch();
-        });
+        .finally(release);
     }
   }
 

@@ -64,7 +64,7 @@ export class ProjectReports {
       concurrency: options.concurrency,
       maxBatch: MAX_REPORT_BATCH,
       key: (report) => report.jobId,
-      run: (batch) => this.applyBatch(batch),
+      run: (batch, release) => this.applyBatch(batch, release),
       // applyBatch settles every report itself; this only catches a bug, so no caller hangs.
       onCrash: (error, batch) => batch.forEach((report) => report.reject(error)),
     });
@@ -77,8 +77,11 @@ export class ProjectReports {
     );
   }
 
-  /** One optimistic round for a batch of reports on distinct jobs: one read, one write. */
-  private async applyBatch(batch: PendingReport[]): Promise<void> {
+  /**
+   * One optimistic round for a batch of reports on distinct jobs: one read, one write. The batcher's
+   * slot is released once the write has answered, before the reports are settled.
+   */
+  private async applyBatch(batch: PendingReport[], release: () => void): Promise<void> {
     let states: Map<string, jobSql.JobState>;
     try {
       states = await jobSql.readJobStates(
@@ -99,7 +102,7 @@ export class ProjectReports {
         report.reject(error);
       }
     }
-    if (planned.length === 0) return;
+    if (planned.length === 0) return release();
     let written: Map<string, jobSql.ReportWritten>;
     try {
       written = await jobSql.writeReports(
@@ -109,13 +112,14 @@ export class ProjectReports {
     } catch {
       return this.applyEachLocked(planned.map(({ report }) => report));
     }
+    release();
     const outlasted: PendingReport[] = [];
     for (const { report, plan } of planned) {
       const outcome = written.get(report.jobId);
       if (outcome === "written" || outcome === "enqueued") {
         report.resolve({ view: plan.view, enqueued: outcome === "enqueued" });
       } else if (++report.lostRounds < OPTIMISTIC_ROUNDS) {
-        // Waits for this batch to end (its job is still in it), then reads again.
+        // Reads again in a later batch (its job's key is free: this batch's write has answered).
         this.batcher.add(report);
       } else outlasted.push(report);
     }
