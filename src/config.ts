@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseCidrList } from "./delivery/address-policy.js";
+import { STATEMENT_CONCURRENCY } from "./jobs/natural-batcher.js";
 import { MAX_RETRY_DELAY_MS, parseDuration, parseSchedule } from "./duration.js";
 import { DELIVERY_POLICY_DEFAULTS } from "./outbox/policy.js";
 import { REPLAY_PACING } from "./outbox/replay.js";
@@ -123,7 +124,7 @@ export const configSchema = z.object({
   WORKER_MAX_INTERRUPTIONS: integer(WORKER_DEFAULTS.maxInterruptions, 1, 100),
   LEASE_MARGIN_MS: integer(WORKER_DEFAULTS.leaseMarginMs, 0, 600_000),
   SHUTDOWN_GRACE_MS: integer(WORKER_DEFAULTS.shutdownGraceMs, 0, 600_000),
-  REPORT_CONCURRENCY: integer(1, 1, 100),
+  REPORT_CONCURRENCY: integer(STATEMENT_CONCURRENCY, 1, 100),
   REPLAY_RATE: integer(REPLAY_PACING.batchSize, 0, 100_000),
   JOB_TIMEOUT: duration("10m"),
   DELIVERY_RETENTION: duration("30d"),

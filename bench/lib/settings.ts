@@ -1,3 +1,4 @@
+import { STATEMENT_CONCURRENCY } from "../../src/jobs/natural-batcher.js";
 import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import type { WorkerRuntime } from "./processes.js";
 
@@ -112,7 +113,7 @@ export function readSettings(): BenchSettings {
     batchSize: integer("BENCH_BATCH_SIZE", WORKER_DEFAULTS.batchSize),
     latencyRates: integerList("BENCH_LATENCY_RATE", [1000, 500]),
     latencySeconds: integer("BENCH_LATENCY_SECONDS", 10),
-    reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", 1),
+    reportConcurrency: integer("BENCH_REPORT_CONCURRENCY", STATEMENT_CONCURRENCY),
     claimRows: integerList("BENCH_CLAIM_ROWS", [10_000, 10_000_000]),
     claimPendingShare: share("BENCH_CLAIM_PENDING_SHARE", 0.01),
     claimRuns: integer("BENCH_CLAIM_RUNS", 200),

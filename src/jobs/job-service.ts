@@ -9,6 +9,7 @@ import { OutboxNotifier } from "../outbox/notifier.js";
 import type { DeliveryPolicy } from "../outbox/policy.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { IDEMPOTENCY_WINDOW_MS, JobCreates, type CreatedJob } from "./job-creates.js";
+import { STATEMENT_CONCURRENCY } from "./natural-batcher.js";
 import * as jobSql from "./job-sql.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { toProjectSnapshot, toView, type JobView } from "./job-view.js";
@@ -29,12 +30,12 @@ export interface JobServiceOptions {
   notifier?: OutboxNotifier;
   /**
    * Report statements in flight at once; reports arriving while all are busy share the next.
-   * @defaultValue 1: measured fastest (bigger shared statements; the next leaves as soon as one answers)
+   * @defaultValue STATEMENT_CONCURRENCY (1)
    */
   reportConcurrency?: number;
   /**
    * Create statements in flight at once; creates arriving while all are busy share the next.
-   * @defaultValue 1: measured fastest, as for reports
+   * @defaultValue STATEMENT_CONCURRENCY (1)
    */
   createConcurrency?: number;
 }
@@ -76,12 +77,12 @@ export class JobService {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
     this.creates = new JobCreates({
       query: options.database.query,
-      concurrency: options.createConcurrency ?? 1,
+      concurrency: options.createConcurrency ?? STATEMENT_CONCURRENCY,
       jobTimeoutMs: options.jobTimeoutMs,
     });
     this.reports = new ProjectReports({
       database: options.database,
-      concurrency: options.reportConcurrency ?? 1,
+      concurrency: options.reportConcurrency ?? STATEMENT_CONCURRENCY,
       webhookOf: (job, projects, url) => this.webhookOf(job, projects, url),
     });
   }
