@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database, Query } from "../src/db/client.js";
 import { ApiKeyRejectedError } from "../src/errors.js";
+import { JobCreates } from "../src/jobs/job-creates.js";
 import type { JobService, NewJob } from "../src/jobs/job-service.js";
 import { createApiKey } from "../src/tenants/key-lifecycle.js";
 import { hashApiKey } from "../src/tenants/credentials.js";
@@ -122,6 +123,30 @@ describe("create batching", () => {
         })),
       );
     }
+  });
+
+  it("sends the next statement as soon as one answers, before that one's creates are answered", async () => {
+    const events: string[] = [];
+    const query: Query = (text, params, name) => {
+      if (name === "job_insert") events.push("statement sent");
+      return testDb.database.query(text, params, name);
+    };
+    const creates = new JobCreates({ query, concurrency: 1, jobTimeoutMs: 600_000 });
+    const insert = (prompt: string) => ({
+      ...newJob(prompt),
+      apiKeyHash: hashApiKey(tenant.apiKey),
+      webhookUrl: null,
+      seed: null,
+      idempotencyKey: null,
+      requestHash: null,
+    });
+
+    await Promise.all(
+      ["release first", "release second", "release third"].map((prompt) => creates.create(insert(prompt)).then(() => events.push(`${prompt} answered`))),
+    );
+
+    // The first create went alone; the two that queued behind it left before it was answered.
+    expect(events).toEqual(["statement sent", "statement sent", "release first answered", "release second answered", "release third answered"]);
   });
 
   it("sends a lone create at once, in a statement of its own", async () => {

@@ -117,4 +117,22 @@ describe("report batching", () => {
     expect(project?.status).toBe("queued");
     expect(await deliveriesOf(testDb.database, bad)).toHaveLength(0);
   });
+
+  it("sends the next round as soon as one has written, before that round's reports are answered", async () => {
+    const jobIds = await Promise.all([newJob(), newJob(), newJob()]);
+    const events: string[] = [];
+    const database = testDb.database;
+    const service = jobService({
+      ...database,
+      query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
+        if (name === "job_read_states") events.push("round sent");
+        return database.query<Row>(text, params, name);
+      },
+    });
+
+    await Promise.all(jobIds.map((jobId, at) => service.updateProject(jobId, 0, completed).then(() => events.push(`report ${at} answered`))));
+
+    // The first report went alone; the two that queued behind it left before it was answered.
+    expect(events).toEqual(["round sent", "round sent", "report 0 answered", "report 1 answered", "report 2 answered"]);
+  });
 });
