@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,13 +6,12 @@ import { chromium, type Browser, type Locator, type Page } from "playwright-core
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { revokeApiKey } from "../src/tenants/key-lifecycle.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
+import { CHROMIUM } from "./support/chromium.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness, type Harness } from "./support/harness.js";
 import { finishedDelivery } from "./support/queries.js";
 import { ok, Receiver, status } from "./support/receiver.js";
 
-/** Debian's Chromium; never a downloaded browser. */
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"].find((path) => existsSync(path));
 /**
  * Where the pages' screenshots go: docs/dashboard/ with DASHBOARD_SCREENSHOTS=1 (how the committed
  * ones are made), else a scratch directory, so a test run leaves the working tree as it was.
