@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 const STATEMENTS = {
-  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int, uuid[], int, int", args: "'w', 96, 5000, 64, 5, '{}', 1000, 256" },
+  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int, uuid[], int, int, text[]", args: "'w', 96, 5000, 64, 5, '{}', 1000, 256, '{}'" },
   record: {
     sql: RECORD_SQL,
     types:

@@ -241,12 +241,12 @@ describe("leases", () => {
     }
   });
 
-  it("lets a fast destination take more room than a slow one: slow is an attempt in flight past slowAfterMs", async () => {
+  it("lets a fast destination take more room than a slow one: fast is answering lately, slow an attempt in flight past slowAfterMs", async () => {
     const own = await Receiver.start();
     try {
       const host = new URL(own.url).host;
-      for (let i = 0; i < 8; i++) await completedJob(own.url);
-      const claimWith = async (workerId: string) => {
+      for (let i = 0; i < 10; i++) await completedJob(own.url);
+      const claimWith = async (workerId: string, fastDestinations: string[]) => {
         const result = await claimDue(testDb.database.query, {
           workerId,
           limit: 10,
@@ -255,11 +255,17 @@ describe("leases", () => {
           maxInterruptions: 5,
           slowAfterMs: 30_000,
           fastDestinationConcurrency: 5,
+          fastDestinations,
         });
         return { ...result, deliveries: result.deliveries.filter((d) => d.destination === host) };
       };
-      // Attempts just started: the destination is fast, and takes its fast room.
-      const fast = await claimWith("fast");
+      // Not known to answer: the slow room, though no attempt is old.
+      const unproven = await claimWith("unproven", []);
+      expect(unproven.deliveries).toHaveLength(2);
+      expect(unproven.capped).toContain(host);
+      await recordAttempts("unproven", unproven.deliveries.map((d) => succeeded(d.id, 1)));
+      // Known to answer, attempts just started: the destination is fast, and takes its fast room.
+      const fast = await claimWith("fast", [host]);
       expect(fast.deliveries).toHaveLength(5);
       // One of them has now been in flight for a minute (its lease, of timeout + margin = 70 s, ends
       // in 10 s): the destination is slow, held to 2.
@@ -269,7 +275,7 @@ describe("leases", () => {
          where id = $1`,
         [fast.deliveries[0]?.id],
       );
-      const slow = await claimWith("slow");
+      const slow = await claimWith("slow", [host]);
       expect(slow.deliveries).toEqual([]);
       expect(slow.capped).toContain(host);
       await recordAttempts("fast", fast.deliveries.map((d) => succeeded(d.id, 1)));

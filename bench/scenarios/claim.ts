@@ -162,7 +162,7 @@ async function explainClaim(client: pg.Client, sqlText: string, limit: number, g
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
       `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
         `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}', ${WORKER_DEFAULTS.destinationSlowAfterMs}, ` +
-        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)})`,
+        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)}, '{}')`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {

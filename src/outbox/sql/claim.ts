@@ -50,12 +50,18 @@ export interface ClaimInput {
   maxInterruptions: number;
   /**
    * A destination with an attempt in flight for longer than this is slow: it gets
-   * `destinationConcurrency` slots; one whose attempts all answer sooner gets `fastDestinationConcurrency`.
-   * @defaultValue 0 (every destination with an attempt in flight is held to `destinationConcurrency`)
+   * `destinationConcurrency` slots, as does every destination not in `fastDestinations`.
+   * @defaultValue 0 (every destination with an attempt in flight is slow)
    */
   slowAfterMs?: number;
-  /** @defaultValue destinationConcurrency */
+  /** Slots of a fast destination. @defaultValue destinationConcurrency */
   fastDestinationConcurrency?: number;
+  /**
+   * Destinations that have lately answered within `slowAfterMs` (the claimer's evidence): only
+   * these may be fast.
+   * @defaultValue []
+   */
+  fastDestinations?: string[];
   /**
    * This worker's attempts that have ended but whose records are still on their way: their leases
    * no longer count against their destination's cap.
@@ -69,11 +75,13 @@ with busy as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
   -- this worker has seen end ($6) while their records travel.
-  -- A destination with an attempt in flight for longer than $7 ms is slow (it hangs, or answers
-  -- slowly) and gets $4 slots; one whose attempts all answer within that gets $8.
+  -- A destination gets $8 slots only while it answers quickly ($9: it answered within $7 ms, lately)
+  -- and has no attempt in flight for longer than $7 ms; any other gets $4: one that hangs, answers
+  -- slowly, or has not answered yet (so one that never answers never holds more than $4).
   select destination, count(*)::int as held,
-         case when bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
-              then $4::int else $8::int end as cap
+         case when destination = any ($9::text[])
+                   and not bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
+              then $8::int else $4::int end as cap
   from webhook_outbox.webhook_deliveries
   where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
@@ -133,7 +141,7 @@ probing as (
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
          row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot,
-         coalesce(b.cap, $8::int) as cap
+         coalesce(b.cap, case when c.destination = any ($9::text[]) then $8::int else $4::int end) as cap
   from candidate c left join busy b on b.destination = c.destination
   where c.destination_id <> all (array(select id from held_back))
 ),
@@ -278,6 +286,7 @@ export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> 
       input.ended ?? [],
       input.slowAfterMs ?? 0,
       input.fastDestinationConcurrency ?? input.destinationConcurrency,
+      input.fastDestinations ?? [],
     ],
     "outbox_claim",
   );

@@ -23,10 +23,12 @@ export interface WorkerSettings {
    */
   destinationConcurrency: number;
   /**
-   * A destination whose attempts all answer within this long is fast: it may hold up to half of
-   * `concurrency` in flight, so one busy healthy destination drains as fast as the engine allows.
-   * Once one of its attempts has been in flight longer, it is slow (hanging, or answering slowly)
-   * and held to `destinationConcurrency`.
+   * A destination that this worker has seen answer within this long (in the last this long), and
+   * with no attempt in flight for longer, is fast: it may hold up to half of `concurrency` in
+   * flight, so one busy healthy destination drains as fast as the engine allows. Every other
+   * destination is held to `destinationConcurrency`: one that hangs or answers slowly, and one that
+   * has not answered yet, so a destination that never answers never holds more, even at first.
+   * `0` holds every destination to `destinationConcurrency`.
    * @defaultValue 1000
    */
   destinationSlowAfterMs: number;

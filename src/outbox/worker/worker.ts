@@ -9,6 +9,7 @@ import { OUTBOX_CHANNEL } from "../enqueue.js";
 import { claimDue, type Claim, type ClaimedDelivery } from "../sql/claim.js";
 import type { AttemptRecord } from "../sql/record.js";
 import { releaseClaims } from "../sql/release.js";
+import { AnsweringDestinations } from "./answering.js";
 import { CappedRoom } from "./capped-room.js";
 import { Dispatcher } from "./dispatcher.js";
 import { WORKER_DEFAULTS, type WorkerOptions, type WorkerSettings } from "./options.js";
@@ -39,6 +40,8 @@ export class OutboxWorker {
   private due = true;
   /** Destinations the last claim left at their cap: their attempts that end make room. */
   private readonly capped = new CappedRoom();
+  /** Destinations that answer quickly: only these may hold more than `destinationConcurrency`. */
+  private readonly answering: AnsweringDestinations;
   private lastClaimAt = -Infinity;
   private lastClaimFull = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -51,6 +54,7 @@ export class OutboxWorker {
     const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
     this.settings = { ...WORKER_DEFAULTS, ...(defined as Partial<WorkerSettings>) };
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.answering = new AnsweringDestinations(this.settings.destinationSlowAfterMs);
     this.minClaim = Math.max(1, Math.floor(Math.min(this.settings.batchSize, this.settings.concurrency) / 4));
     this.dispatcher = new Dispatcher({
       concurrency: this.settings.concurrency,
@@ -150,6 +154,7 @@ export class OutboxWorker {
           destinationConcurrency: this.settings.destinationConcurrency,
           slowAfterMs: this.settings.destinationSlowAfterMs,
           fastDestinationConcurrency: Math.max(this.settings.destinationConcurrency, Math.floor(this.settings.concurrency / 2)),
+          fastDestinations: this.answering.list(),
           maxInterruptions: this.settings.maxInterruptions,
           ended: this.writer.pendingIds(),
         });
@@ -193,6 +198,7 @@ export class OutboxWorker {
     let record: AttemptRecord;
     try {
       const result = await this.send(delivery, signal);
+      this.answering.ended(delivery.destination, result.responseStatus !== null, result.durationMs);
       record = signal.aborted
         ? interruptedRecord(delivery, result, this.settings.maxInterruptions)
         : decideAttempt(delivery, result, this.settings.retryAfterCapMs);
