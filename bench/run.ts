@@ -18,7 +18,15 @@ import { combinedCeiling, ratio } from "./lib/stats.js";
 import { runGraphileWorker, runPgBoss, type BaselineResult } from "./scenarios/baselines.js";
 import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ceilings.js";
 import { runClaim, type ClaimResult } from "./scenarios/claim.js";
-import { runDestinations, DESTINATION_HOSTS, HANGING_HOSTS, type DestinationsResult } from "./scenarios/destinations.js";
+import {
+  runDestinations,
+  poolDestinations,
+  DESTINATION_HOSTS,
+  HANGING_HOSTS,
+  WITH_HANGING,
+  WITHOUT_HANGING,
+  type DestinationsResult,
+} from "./scenarios/destinations.js";
 import { runDrain, type DrainResult } from "./scenarios/drain.js";
 import { runIngest, type IngestResult } from "./scenarios/ingest.js";
 import { runLatency, type LatencyResult } from "./scenarios/latency.js";
@@ -93,12 +101,24 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
     const many = await ReceiverProcess.start({ hosts: DESTINATION_HOSTS, hang: HANGING_HOSTS });
     try {
       const answering = DESTINATION_HOSTS.filter((host) => !HANGING_HOSTS.includes(host));
-      await attempt("200 destinations, 5 hanging", async () => {
-        results.destinations.push(await runDestinations(settings, many, "200 destinations, 5 hanging", DESTINATION_HOSTS, HANGING_HOSTS));
-      });
-      await attempt("195 destinations, none hanging", async () => {
-        results.destinations.push(await runDestinations(settings, many, "the 195 answering ones alone", answering, []));
-      });
+      const withHanging = () =>
+        attempt("200 destinations, 5 hanging", async () => {
+          results.destinations.push(await runDestinations(settings, many, WITH_HANGING, DESTINATION_HOSTS, HANGING_HOSTS));
+        });
+      const withoutHanging = () =>
+        attempt("195 destinations, none hanging", async () => {
+          results.destinations.push(await runDestinations(settings, many, WITHOUT_HANGING, answering, []));
+        });
+      // Alternating (ABBA…), so that the machine's drift over the minutes falls on both alike.
+      for (let round = 0; round < settings.destinationRounds; round++) {
+        if (round % 2 === 0) {
+          await withHanging();
+          await withoutHanging();
+        } else {
+          await withoutHanging();
+          await withHanging();
+        }
+      }
     } finally {
       await many.stop();
     }
@@ -160,19 +180,21 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   if (single && results.uncapped) {
     rows.push({ scenario: "one destination: capped ÷ cap lifted", figure: ratio(single.perSecond, results.uncapped.perSecond), unit: "×" });
   }
-  for (const each of results.destinations) {
+  const pooled = [WITH_HANGING, WITHOUT_HANGING].map((label) => poolDestinations(results.destinations.filter((each) => each.label === label)));
+  for (const each of pooled) {
+    if (!each) continue;
     const hanging =
       each.maxOpenPerHanging === undefined
         ? ""
-        : `; each hanging one held at most ${each.maxOpenPerHanging} open (cap ${each.cap}), ${each.hangingUntouched} of its rows pending with no attempt spent`;
+        : `; each hanging one held at most ${each.maxOpenPerHanging} open (cap ${each.cap}), at least ${each.hangingUntouched} of their rows pending with no attempt spent`;
     rows.push({
       scenario: `${each.label}: answering destinations drained`,
       figure: each.perSecond,
       unit: "/s",
-      notes: `${each.healthyDeliveries} deliveries, 1 worker, ${changed(each.changed)}${hanging}`,
+      notes: `${each.rounds} × ${each.healthyDeliveries} deliveries (rounds: ${each.roundRates.map((rate) => rate.toFixed(0)).join(", ")}/s), 1 worker, ${changed(each.changed)}${hanging}`,
     });
   }
-  const [withHanging, withoutHanging] = results.destinations;
+  const [withHanging, withoutHanging] = pooled;
   if (withHanging && withoutHanging) {
     rows.push({ scenario: "answering destinations: with 5 hanging ÷ without", figure: ratio(withHanging.perSecond, withoutHanging.perSecond), unit: "×" });
   }

@@ -72,6 +72,8 @@ export interface BenchSettings {
   dbLoops: number;
   pgBossBatchSizes: number[];
   pgBossWorkers: number;
+  /** Rounds of the two destinations drains, in the order with, without, without, with, … */
+  destinationRounds: number;
   /** Scenarios to run; all by default. */
   only: Set<string> | undefined;
   /** A hard stop for the whole run, in seconds. */
@@ -120,6 +122,7 @@ export function readSettings(): BenchSettings {
     dbLoops: integer("BENCH_DB_LOOPS", 2),
     pgBossBatchSizes: integerList("BENCH_PGBOSS_BATCH", [100, 1000]),
     pgBossWorkers: integer("BENCH_PGBOSS_WORKERS", 10),
+    destinationRounds: integer("BENCH_DESTINATION_ROUNDS", 2),
     only,
     maxSeconds: integer("BENCH_MAX_SECONDS", 3600),
   };

@@ -13,6 +13,34 @@ export const DESTINATION_HOSTS = Array.from({ length: 200 }, (_, i) => `127.0.0.
 /** The first five of them never answer. */
 export const HANGING_HOSTS = DESTINATION_HOSTS.slice(0, 5);
 
+export const WITH_HANGING = "200 destinations, 5 hanging";
+export const WITHOUT_HANGING = "the 195 answering ones alone";
+
+/** Several rounds of one drain as one figure: all their deliveries over all their time. */
+export interface PooledDestinations extends DestinationsResult {
+  rounds: number;
+  roundRates: number[];
+}
+
+export function poolDestinations(runs: DestinationsResult[]): PooledDestinations | undefined {
+  const [first] = runs;
+  if (!first) return undefined;
+  const healthy = runs.reduce((sum, run) => sum + run.healthyDeliveries, 0);
+  const elapsedMs = runs.reduce((sum, run) => sum + run.elapsedMs, 0);
+  const open = runs.map((run) => run.maxOpenPerHanging).filter((value): value is number => value !== undefined);
+  const untouched = runs.map((run) => run.hangingUntouched).filter((value): value is number => value !== undefined);
+  return {
+    ...first,
+    healthyDeliveries: first.healthyDeliveries,
+    perSecond: perSecond(healthy, elapsedMs),
+    elapsedMs,
+    maxOpenPerHanging: open.length > 0 ? Math.max(...open) : undefined,
+    hangingUntouched: untouched.length > 0 ? Math.min(...untouched) : undefined,
+    rounds: runs.length,
+    roundRates: runs.map((run) => run.perSecond),
+  };
+}
+
 export interface DestinationsResult {
   label: string;
   /** Deliveries to answering destinations, and their drain rate (first attempt → last success). */
