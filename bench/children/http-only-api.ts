@@ -30,7 +30,7 @@ exitWhenOrphaned(3600);
 const apiKey = requiredEnv("API_KEY");
 const tenantId = requiredEnv("TENANT_ID");
 const internalToken = requiredEnv("INTERNAL_TOKEN");
-const config = loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" });
+const config = loadConfig({ LOG_LEVEL: process.env.LOG_LEVEL });
 const logger = createLogger(config.LOG_LEVEL, { secrets: [internalToken] });
 
 function cannedJob(input: Pick<NewJob, "prompt" | "webhookUrl" | "projectCount">, id: string = randomUUID()): JobView {

@@ -37,14 +37,17 @@ export function killAllChildren(): void {
   for (const child of children) child.kill("SIGKILL");
 }
 
-/** A TypeScript file of this repository in its own Node process (with an IPC channel). */
-export function forkTs(relativePath: string, env: Record<string, string>): ChildProcess {
+/**
+ * A TypeScript file of this repository in its own Node process (with an IPC channel); `stdout`
+ * "ignore" drops what it prints (a service's log lines), as for the real API and worker processes.
+ */
+export function forkTs(relativePath: string, env: Record<string, string>, stdout: "inherit" | "ignore" = "inherit"): ChildProcess {
   return track(
     fork(relativePath, [], {
       cwd: ROOT,
       execArgv: ["--import", "tsx"],
       env: { PATH: process.env.PATH ?? "", ...env },
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      stdio: ["ignore", stdout, "inherit", "ipc"],
     }),
   );
 }
@@ -60,7 +63,7 @@ export function spawnWorker(env: Record<string, string>, runtime: WorkerRuntime 
   return track(
     spawn(process.execPath, args, {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", ...env },
+      env: { PATH: process.env.PATH ?? "", ...env },
       stdio: ["ignore", "ignore", "inherit"],
     }),
   );

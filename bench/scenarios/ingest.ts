@@ -18,7 +18,7 @@ export interface IngestSettings {
   seconds: number;
   /** Keep-alive clients of the load, each creating then completing jobs back to back. */
   clients: number;
-  /** The API's LOG_LEVEL (and the ceiling's); default "warn": no line per request. */
+  /** The API's LOG_LEVEL (and the ceiling's); default: the product's (a line per request). */
   logLevel?: string;
   /** Single-row INSERT commits: how long, and how many connections. Defaults 3 s, 10. */
   insertSeconds?: number;
@@ -134,7 +134,7 @@ async function insertCeiling(url: string, seconds: number, connections: number):
   }
 }
 
-async function startApi(databaseUrl: string, logLevel: string): Promise<{ child: ChildProcess; url: string }> {
+async function startApi(databaseUrl: string, logLevel: string | undefined): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const child = spawn(process.execPath, ["dist/cli.js", "api"], {
     cwd: ROOT,
@@ -143,7 +143,7 @@ async function startApi(databaseUrl: string, logLevel: string): Promise<{ child:
       DATABASE_URL: databaseUrl,
       PORT: String(port),
       HOST: "127.0.0.1",
-      LOG_LEVEL: logLevel,
+      ...(logLevel === undefined ? {} : { LOG_LEVEL: logLevel }),
       INTERNAL_API_TOKEN: INTERNAL_TOKEN,
     },
     stdio: ["ignore", "ignore", "inherit"],
@@ -160,8 +160,13 @@ async function startApi(databaseUrl: string, logLevel: string): Promise<{ child:
   return { child, url };
 }
 
-async function startHttpOnly(apiKey: string, tenantId: string, logLevel: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = forkTs("bench/children/http-only-api.ts", { API_KEY: apiKey, TENANT_ID: tenantId, INTERNAL_TOKEN, LOG_LEVEL: logLevel });
+async function startHttpOnly(apiKey: string, tenantId: string, logLevel: string | undefined): Promise<{ child: ChildProcess; url: string }> {
+  const child = forkTs("bench/children/http-only-api.ts", {
+    API_KEY: apiKey,
+    TENANT_ID: tenantId,
+    INTERNAL_TOKEN,
+    ...(logLevel === undefined ? {} : { LOG_LEVEL: logLevel }),
+  }, "ignore");
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the HTTP-only API did not start within 60 s")), 60_000);
     child.once("exit", (code) => reject(new Error(`the HTTP-only API exited early (${code})`)));
@@ -182,7 +187,7 @@ async function startHttpOnly(apiKey: string, tenantId: string, logLevel: string)
  */
 export async function runIngest(settings: IngestSettings): Promise<IngestResult> {
   if (settings.build ?? !existsSync(join(ROOT, "dist", "cli.js"))) buildDist();
-  const logLevel = settings.logLevel ?? "warn";
+  const logLevel = settings.logLevel;
   return withScratchDatabase(settings.adminUrl, "ingest", async ({ url, database }) => {
     const tenant = await createTenant(database, "bench-ingest");
     await seedFinishedJobs(database, tenant.tenantId, settings.seededJobs ?? DEFAULT_SEEDED_JOBS);
