@@ -31,7 +31,6 @@ export function poolDestinations(runs: DestinationsResult[]): PooledDestinations
   const untouched = runs.map((run) => run.hangingUntouched).filter((value): value is number => value !== undefined);
   return {
     ...first,
-    healthyDeliveries: first.healthyDeliveries,
     perSecond: perSecond(healthy, elapsedMs),
     elapsedMs,
     maxOpenPerHanging: open.length > 0 ? Math.max(...open) : undefined,
