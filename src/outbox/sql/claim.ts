@@ -79,7 +79,7 @@ with busy as materialized (
   -- and has no attempt in flight for longer than $7 ms; any other gets $4: one that hangs, answers
   -- slowly, or has not answered yet (so one that never answers never holds more than $4).
   select destination, count(*)::int as held,
-         case when destination = any ($9::text[])
+         case when destination in (select unnest($9::text[]))
                    and not bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
               then $8::int else $4::int end as cap
   from webhook_outbox.webhook_deliveries
@@ -141,7 +141,8 @@ probing as (
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
          row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot,
-         coalesce(b.cap, case when c.destination = any ($9::text[]) then $8::int else $4::int end) as cap
+         -- "in (select unnest(…))": one hash of $9, not a scan of the array for every candidate.
+         coalesce(b.cap, case when c.destination in (select unnest($9::text[])) then $8::int else $4::int end) as cap
   from candidate c left join busy b on b.destination = c.destination
   where c.destination_id <> all (array(select id from held_back))
 ),
