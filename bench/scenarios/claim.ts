@@ -38,12 +38,15 @@ async function claimSqlText(): Promise<string> {
     captured = text;
     return [];
   }) as Query;
-  await claimDue(recorder, claimInput(1));
+  await claimDue(recorder, claimInput(1, []));
   return captured;
 }
 
-/** The worker's claim at its defaults, `limit` rows at most. */
-function claimInput(limit: number): ClaimInput {
+/**
+ * The worker's claim at its defaults, `limit` rows at most, from a worker that has seen
+ * `fastDestinations` answer quickly (as one draining them has): their room is the fast one.
+ */
+function claimInput(limit: number, fastDestinations: string[]): ClaimInput {
   return {
     workerId: "bench-claim",
     limit,
@@ -52,6 +55,7 @@ function claimInput(limit: number): ClaimInput {
     slowAfterMs: WORKER_DEFAULTS.destinationSlowAfterMs,
     fastDestinationConcurrency: Math.floor(WORKER_DEFAULTS.concurrency / 2),
     maxInterruptions: WORKER_DEFAULTS.maxInterruptions,
+    fastDestinations,
   };
 }
 
@@ -154,7 +158,7 @@ function planUsesIndex(plan: string): boolean {
   return plan.includes(CLAIM_INDEX);
 }
 
-async function explainClaim(client: pg.Client, sqlText: string, limit: number, generic: boolean): Promise<string> {
+async function explainClaim(client: pg.Client, sqlText: string, limit: number, fast: string[], generic: boolean): Promise<string> {
   await client.query("begin");
   try {
     if (generic) await client.query("set local plan_cache_mode = force_generic_plan");
@@ -162,7 +166,7 @@ async function explainClaim(client: pg.Client, sqlText: string, limit: number, g
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
       `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
         `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}', ${WORKER_DEFAULTS.destinationSlowAfterMs}, ` +
-        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)}, '{}')`,
+        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)}, ${client.escapeLiteral(`{${fast.join(",")}}`)})`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {
@@ -186,20 +190,22 @@ export async function runClaim(settings: BenchSettings, rows: number, receiverUr
       );
 
       const handle = clientQuery(client);
+      // The receiver, as a worker draining it knows it: answering quickly.
+      const fast = [new URL(receiverUrl).host.toLowerCase()];
       const timings: number[] = [];
       let claimed = 0;
       // The first runs prepare the statement and warm the cache; they are not counted.
       for (let run = -WARM_UP_RUNS; run < settings.claimRuns; run++) {
         await client.query("begin");
         const started = performance.now();
-        const { deliveries: batch } = await claimDue(handle, claimInput(settings.batchSize));
+        const { deliveries: batch } = await claimDue(handle, claimInput(settings.batchSize, fast));
         if (run >= 0) timings.push(performance.now() - started);
         await client.query("rollback");
         claimed = batch.length;
       }
       const sqlText = await claimSqlText();
-      const plan = await explainClaim(client, sqlText, settings.batchSize, false);
-      const genericPlan = await explainClaim(client, sqlText, settings.batchSize, true);
+      const plan = await explainClaim(client, sqlText, settings.batchSize, fast, false);
+      const genericPlan = await explainClaim(client, sqlText, settings.batchSize, fast, true);
       return {
         rows,
         dueRows: dueRows[0]?.n ?? 0,
