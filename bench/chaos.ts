@@ -71,6 +71,26 @@ function startCli(command: "api" | "worker", env: Record<string, string>, allLin
   return { child, lines, exited };
 }
 
+/** The URL from the API's "API listening" line, once it logs it; throws with its last lines if it exits first. */
+async function listeningUrl(api: Service): Promise<string> {
+  let exited = false;
+  void api.exited.then(() => (exited = true));
+  for (let tries = 0; tries <= 300; tries++) {
+    for (const line of api.lines) {
+      if (!line.includes("API listening")) continue;
+      try {
+        const url = (JSON.parse(line) as { url?: unknown }).url;
+        if (typeof url === "string") return url;
+      } catch {
+        // not a JSON line
+      }
+    }
+    if (exited) break;
+    await sleep(100);
+  }
+  throw new Error(`the api process never listened${exited ? " (it exited)" : ""}:\n${api.lines.slice(-20).join("\n")}`);
+}
+
 async function main(): Promise<number> {
   const scratch = await createScratchDatabase(adminUrl as string, "run", { prefix: "wo_chaos" });
   const { database, url: databaseUrl } = scratch;
@@ -104,13 +124,14 @@ async function main(): Promise<number> {
     WEBHOOK_TIMEOUT_MS: "5000",
     LOG_LEVEL: "info",
   };
-  const apiPort = 20_000 + Math.floor(Math.random() * 20_000);
+  // Port 0: the kernel picks a free port and the API logs its URL (a port picked here at random
+  // could be taken, e.g. by an outgoing connection's ephemeral port, and the API would never listen).
   const api = startCli(
     "api",
-    { ...common, DATABASE_URL: databaseUrl, PORT: String(apiPort), HOST: "127.0.0.1", INTERNAL_API_TOKEN: INTERNAL_TOKEN },
+    { ...common, DATABASE_URL: databaseUrl, PORT: "0", HOST: "127.0.0.1", INTERNAL_API_TOKEN: INTERNAL_TOKEN },
     allLines,
   );
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const apiUrl = await listeningUrl(api);
   const workerEnv = {
     ...common,
     DATABASE_URL: proxy.rewrite(databaseUrl),
