@@ -31,15 +31,24 @@ const CHUNK = 1_000_000;
 const WARM_UP_RUNS = 10;
 const PER_TEN_THOUSAND = 10_000;
 
-/** Claim SQL as the worker sends it: captured from claimDue itself so it cannot drift from src/. */
-async function claimSqlText(): Promise<string> {
-  let captured = "";
-  const recorder = (async (text: string) => {
-    captured = text;
+/** The claim statement as the worker sends it, text and parameters: captured from claimDue itself so neither can drift from src/. */
+async function claimStatement(input: ClaimInput): Promise<{ text: string; values: unknown[] }> {
+  let captured = { text: "", values: [] as unknown[] };
+  const recorder = (async (text: string, values: unknown[]) => {
+    captured = { text, values };
     return [];
   }) as Query;
-  await claimDue(recorder, claimInput(1, []));
+  await claimDue(recorder, input);
   return captured;
+}
+
+/** A parameter as an SQL literal (EXECUTE takes no bound parameters): numbers, text and arrays of them. */
+function literal(client: pg.Client, value: unknown): string {
+  if (typeof value === "number") return String(value);
+  if (Array.isArray(value)) {
+    return client.escapeLiteral(`{${value.map((element) => `"${String(element).replace(/["\\]/g, "\\$&")}"`).join(",")}}`);
+  }
+  return client.escapeLiteral(String(value));
 }
 
 /**
@@ -158,15 +167,13 @@ function planUsesIndex(plan: string): boolean {
   return plan.includes(CLAIM_INDEX);
 }
 
-async function explainClaim(client: pg.Client, sqlText: string, limit: number, fast: string[], generic: boolean): Promise<string> {
+async function explainClaim(client: pg.Client, statement: { text: string; values: unknown[] }, generic: boolean): Promise<string> {
   await client.query("begin");
   try {
     if (generic) await client.query("set local plan_cache_mode = force_generic_plan");
-    await client.query(`prepare bench_claim_explain as ${sqlText}`);
+    await client.query(`prepare bench_claim_explain as ${statement.text}`);
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
-      `explain (analyze, buffers) execute bench_claim_explain('bench-explain', ${Number(limit)}, ${WORKER_DEFAULTS.leaseMarginMs}, ` +
-        `${WORKER_DEFAULTS.destinationConcurrency}, ${WORKER_DEFAULTS.maxInterruptions}, '{}', ${WORKER_DEFAULTS.destinationSlowAfterMs}, ` +
-        `${Math.floor(WORKER_DEFAULTS.concurrency / 2)}, ${client.escapeLiteral(`{${fast.join(",")}}`)})`,
+      `explain (analyze, buffers) execute bench_claim_explain(${statement.values.map((value) => literal(client, value)).join(", ")})`,
     );
     return rows.map((row) => row["QUERY PLAN"]).join("\n");
   } finally {
@@ -203,9 +210,9 @@ export async function runClaim(settings: BenchSettings, rows: number, receiverUr
         await client.query("rollback");
         claimed = batch.length;
       }
-      const sqlText = await claimSqlText();
-      const plan = await explainClaim(client, sqlText, settings.batchSize, fast, false);
-      const genericPlan = await explainClaim(client, sqlText, settings.batchSize, fast, true);
+      const statement = await claimStatement(claimInput(settings.batchSize, fast));
+      const plan = await explainClaim(client, statement, false);
+      const genericPlan = await explainClaim(client, statement, true);
       return {
         rows,
         dueRows: dueRows[0]?.n ?? 0,
