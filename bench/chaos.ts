@@ -27,6 +27,7 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createTenant } from "../src/tenants/tenant-service.js";
+import { listeningUrl } from "./lib/api-process.js";
 import { createScratchDatabase } from "./lib/database.js";
 import { TcpProxy } from "./lib/tcp-proxy.js";
 
@@ -72,18 +73,13 @@ function startCli(command: "api" | "worker", env: Record<string, string>, allLin
 }
 
 /** The URL from the API's "API listening" line, once it logs it; throws with its last lines if it exits first. */
-async function listeningUrl(api: Service): Promise<string> {
+async function apiUrlOf(api: Service): Promise<string> {
   let exited = false;
   void api.exited.then(() => (exited = true));
   for (let tries = 0; tries <= 300; tries++) {
     for (const line of api.lines) {
-      if (!line.includes("API listening")) continue;
-      try {
-        const url = (JSON.parse(line) as { url?: unknown }).url;
-        if (typeof url === "string") return url;
-      } catch {
-        // not a JSON line
-      }
+      const url = listeningUrl(line);
+      if (url !== undefined) return url;
     }
     if (exited) break;
     await sleep(100);
@@ -131,7 +127,7 @@ async function main(): Promise<number> {
     { ...common, DATABASE_URL: databaseUrl, PORT: "0", HOST: "127.0.0.1", INTERNAL_API_TOKEN: INTERNAL_TOKEN },
     allLines,
   );
-  const apiUrl = await listeningUrl(api);
+  const apiUrl = await apiUrlOf(api);
   const workerEnv = {
     ...common,
     DATABASE_URL: proxy.rewrite(databaseUrl),

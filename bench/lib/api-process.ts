@@ -5,6 +5,20 @@ import { ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
 
 export const BENCH_INTERNAL_TOKEN = "bench-internal-token";
 
+/**
+ * The URL of the API's "API listening" line (the service logs it once it listens, with the port
+ * the kernel gave PORT=0); undefined for any other line, request lines included.
+ */
+export function listeningUrl(line: string): string | undefined {
+  if (!line.includes("API listening")) return undefined;
+  try {
+    const { url } = JSON.parse(line) as { url?: unknown };
+    return typeof url === "string" ? url : undefined;
+  } catch {
+    return undefined; // not a JSON line
+  }
+}
+
 /** The real `api` command (tsx or dist), on a free port; resolves once it logs "API listening". */
 export async function startApiProcess(
   env: Record<string, string>,
@@ -29,17 +43,10 @@ export async function startApiProcess(
     child.once("exit", (code) => reject(new Error(`the api process exited early (${code})`)));
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
-      // Request lines are logged at info: only the start line is of interest.
-      if (!line.includes("API listening")) return;
-      try {
-        const parsed = JSON.parse(line) as { url?: string };
-        if (parsed.url) {
-          clearTimeout(timer);
-          resolve(parsed.url);
-        }
-      } catch {
-        // not JSON
-      }
+      const listening = listeningUrl(line);
+      if (listening === undefined) return;
+      clearTimeout(timer);
+      resolve(listening);
     });
   });
   child.stdout?.resume();
