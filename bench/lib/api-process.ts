@@ -19,7 +19,10 @@ export function listeningUrl(line: string): string | undefined {
   }
 }
 
-/** The real `api` command (tsx or dist), on a free port; resolves once it logs "API listening". */
+/**
+ * The real `api` command (tsx or dist) at the product's defaults but for `env`, on a port the
+ * kernel picks; resolves once it logs "API listening". Its output is read for that line only.
+ */
 export async function startApiProcess(
   env: Record<string, string>,
   runtime: WorkerRuntime,
@@ -31,9 +34,7 @@ export async function startApiProcess(
       PATH: process.env.PATH ?? "",
       PORT: "0",
       HOST: "127.0.0.1",
-      LOG_LEVEL: "info",
       INTERNAL_API_TOKEN: BENCH_INTERNAL_TOKEN,
-      WEBHOOK_ALLOW_INSECURE_URLS: "true",
       ...env,
     },
     stdio: ["ignore", "pipe", "inherit"],
@@ -46,6 +47,7 @@ export async function startApiProcess(
       const listening = listeningUrl(line);
       if (listening === undefined) return;
       clearTimeout(timer);
+      lines.close();
       resolve(listening);
     });
   });

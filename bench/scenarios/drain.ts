@@ -77,7 +77,7 @@ export async function runDrain(
         50,
       );
       pause(processes, true);
-      const api = await startApiProcess({ DATABASE_URL: url }, settings.workerRuntime);
+      const api = await startApiProcess({ DATABASE_URL: url, WEBHOOK_ALLOW_INSECURE_URLS: "true" }, settings.workerRuntime);
       try {
         await createCompletedJobs(api.url, tenant.apiKey, () => receiver.url, n);
       } finally {

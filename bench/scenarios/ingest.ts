@@ -1,14 +1,14 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import type { HttpOnlyApiMessage } from "../children/http-only-api.js";
 import type { IngestLoadReport } from "../children/ingest-load.js";
 import type { Database } from "../../src/db/client.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
+import { startApiProcess } from "../lib/api-process.js";
 import { withScratchDatabase } from "../lib/database.js";
-import { ROOT, buildDist, forkTs, pollUntil, stopProcess } from "../lib/processes.js";
+import { ROOT, buildDist, forkTs, stopProcess } from "../lib/processes.js";
 import { perSecond } from "../lib/stats.js";
 
 export interface IngestSettings {
@@ -75,17 +75,6 @@ async function seedFinishedJobs(database: Database, tenantId: string, count: num
 }
 const WARM_UP_SECONDS = 2;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
 /** Runs the load child against `targetUrl` and returns its report. */
 function runLoad(targetUrl: string, apiKey: string, settings: IngestSettings): Promise<IngestLoadReport> {
   const child = forkTs("bench/children/ingest-load.ts", {
@@ -134,32 +123,6 @@ async function insertCeiling(url: string, seconds: number, connections: number):
   }
 }
 
-async function startApi(databaseUrl: string, logLevel: string | undefined): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ["dist/cli.js", "api"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      ...(logLevel === undefined ? {} : { LOG_LEVEL: logLevel }),
-      INTERNAL_API_TOKEN: INTERNAL_TOKEN,
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`the api process exited (${code})`))));
-  const ready = pollUntil(
-    "the api process to answer /healthz",
-    () => fetch(`${url}/healthz`).then((response) => (response.ok ? true : undefined), () => undefined),
-    60_000,
-    50,
-  );
-  await Promise.race([ready, exited]);
-  return { child, url };
-}
-
 async function startHttpOnly(apiKey: string, tenantId: string, logLevel: string | undefined): Promise<{ child: ChildProcess; url: string }> {
   const child = forkTs("bench/children/http-only-api.ts", {
     API_KEY: apiKey,
@@ -202,14 +165,17 @@ export async function runIngest(settings: IngestSettings): Promise<IngestResult>
     }
     if (ceiling.failures > 0) throw new Error(`HTTP-only ceiling: ${ceiling.failures} failures: ${ceiling.failureSamples.join("; ")}`);
 
-    const api = await startApi(url, logLevel);
+    const api = await startApiProcess(
+      { DATABASE_URL: url, INTERNAL_API_TOKEN: INTERNAL_TOKEN, ...(logLevel === undefined ? {} : { LOG_LEVEL: logLevel }) },
+      "dist",
+    );
     let load: IngestLoadReport;
     let insertsBefore: number;
     try {
       insertsBefore = await measureInserts();
       load = await runLoad(api.url, tenant.apiKey, settings);
     } finally {
-      await stopProcess(api.child);
+      await api.stop();
     }
     const insertsAfter = await measureInserts();
     const insertCeilingPerSecond = (insertsBefore + insertsAfter) / 2;
