@@ -29,7 +29,7 @@ export interface DrainResult {
  * changes (both printed beside the figure). WEBHOOK_ALLOW_INSECURE_URLS lets it reach the loopback receiver.
  */
 export function workerEnv(databaseUrl: string, settings: BenchSettings, changes: Record<string, string> = {}): Record<string, string> {
-  return { DATABASE_URL: databaseUrl, WEBHOOK_ALLOW_INSECURE_URLS: "true", LOG_LEVEL: "warn", ...settings.workerEnv, ...changes };
+  return { DATABASE_URL: databaseUrl, WEBHOOK_ALLOW_INSECURE_URLS: "true", ...settings.workerEnv, ...changes };
 }
 
 /** The variables a drain ran with other than the defaults. */
