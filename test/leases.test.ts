@@ -287,6 +287,63 @@ describe("leases", () => {
     }
   });
 
+  it("gives every fast destination together one share past the slow cap, so busy destinations that hang at once cannot hold it twice", async () => {
+    const first = await Receiver.start();
+    const second = await Receiver.start();
+    try {
+      const [hostA, hostB] = [new URL(first.url).host, new URL(second.url).host];
+      for (let i = 0; i < 6; i++) await completedJob(first.url);
+      // Slow cap 2, fast cap 5: the share past the slow cap is 3 slots, for both destinations.
+      const claimFor = async (workerId: string, host: string, fastDestinations: string[]) => {
+        const result = await claimDue(testDb.database.query, {
+          workerId,
+          limit: 10,
+          leaseMarginMs: 60_000,
+          destinationConcurrency: 2,
+          maxInterruptions: 5,
+          slowAfterMs: 30_000,
+          fastDestinationConcurrency: 5,
+          fastDestinations,
+        });
+        const mine = result.deliveries.filter((d) => d.destination === host);
+        // Whatever the claim took of the other destination goes back at once, so each step below
+        // sees only the leases it means to hold.
+        const others = result.deliveries.filter((d) => d.destination !== host);
+        if (others.length > 0) await recordAttempts(workerId, others.map((d) => succeeded(d.id, 1)));
+        return { mine, capped: result.capped };
+      };
+      // A is fast and takes the whole share: 5.
+      const a = await claimFor("share-a", hostA, [hostA, hostB]);
+      expect(a.mine).toHaveLength(5);
+      for (let i = 0; i < 6; i++) await completedJob(second.url);
+      // B is fast too, but the share is A's: B gets the slow cap, and is reported at its cap.
+      const b = await claimFor("share-b", hostB, [hostA, hostB]);
+      expect(b.mine).toHaveLength(2);
+      expect(b.capped).toContain(hostB);
+      // A turns slow (an attempt in flight for a minute), its 5 attempts still hanging: they still
+      // hold the share, so B stays at the slow cap while they last.
+      await testDb.database.query(
+        `update webhook_outbox.webhook_deliveries
+         set locked_until = now() + interval '10 seconds', next_attempt_at = now() + interval '10 seconds'
+         where id = $1`,
+        [a.mine[0]?.id],
+      );
+      expect((await claimFor("share-b2", hostB, [hostB])).mine).toEqual([]);
+      // A's attempts end: the share is free, and B (holding 2) takes up to the fast cap of 5.
+      await recordAttempts("share-a", a.mine.map((d) => succeeded(d.id, 1)));
+      const more = await claimFor("share-b3", hostB, [hostB]);
+      expect(more.mine).toHaveLength(3);
+      await recordAttempts("share-b", b.mine.map((d) => succeeded(d.id, 1)));
+      await recordAttempts("share-b3", more.mine.map((d) => succeeded(d.id, 1)));
+      const rest = await claimFor("share-rest", hostB, []);
+      expect(rest.mine).toHaveLength(1);
+      await recordAttempts("share-rest", rest.mine.map((d) => succeeded(d.id, 1)));
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it("reports the destinations it left at their cap, so a worker knows whose ending attempt makes room", async () => {
     for (let i = 0; i < 3; i++) await completedJob();
     const result = await claimDue(testDb.database.query, {

@@ -54,7 +54,13 @@ export interface ClaimInput {
    * @defaultValue 0 (every destination with an attempt in flight is slow)
    */
   slowAfterMs?: number;
-  /** Slots of a fast destination. @defaultValue destinationConcurrency */
+  /**
+   * Most slots of a fast destination. The slots past `destinationConcurrency` come out of one share
+   * of `fastDestinationConcurrency - destinationConcurrency` for every destination together: what
+   * one destination holds past `destinationConcurrency` (fast, or turned slow with its attempts
+   * still in flight) is not there for another.
+   * @defaultValue destinationConcurrency
+   */
   fastDestinationConcurrency?: number;
   /**
    * Destinations that have lately answered within `slowAfterMs` (the claimer's evidence): only
@@ -71,20 +77,32 @@ export interface ClaimInput {
 }
 
 export const CLAIM_SQL = `
-with busy as materialized (
+with held as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
-  -- this worker has seen end ($6) while their records travel.
-  -- A destination gets $8 slots only while it answers quickly ($9: it answered within $7 ms, lately)
-  -- and has no attempt in flight for longer than $7 ms; any other gets $4: one that hangs, answers
-  -- slowly, or has not answered yet (so one that never answers never holds more than $4).
+  -- this worker has seen end ($6) while their records travel. A destination is fast only while it
+  -- answers quickly ($9: it answered within $7 ms, lately) and has no attempt in flight for longer
+  -- than $7 ms; any other is slow: one that hangs, answers slowly, or has not answered yet.
   select destination, count(*)::int as held,
-         case when destination in (select unnest($9::text[]))
-                   and not bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
-              then $8::int else $4::int end as cap
+         destination in (select unnest($9::text[]))
+           and not bool_or(locked_until - (timeout_ms + $3) * interval '1 millisecond' < now() - $7 * interval '1 millisecond')
+           as fast
   from webhook_outbox.webhook_deliveries
   where status = 'delivering' and locked_until > now() and id <> all ($6::uuid[])
   group by destination
+),
+busy as materialized (
+  -- A slow destination gets $4 slots (so one that never answers never holds more). A fast one may
+  -- go past $4 up to $8, out of one share of $8 - $4 slots for every destination together: the
+  -- slots any destination holds beyond $4 (a fast one's, or a fast one's that has since turned
+  -- slow, whose attempts hang until they time out) are not there for another fast one. So several
+  -- busy destinations that hang at once hold at most $4 each and that one share, not $8 each.
+  select destination, held,
+         case when fast
+              then least($8::int, $4::int + greatest(0, ($8::int - $4::int)
+                     - (sum(greatest(held - $4::int, 0)) over () - greatest(held - $4::int, 0))::int))
+              else $4::int end as cap
+  from held
 ),
 held_back as materialized (
   -- Destinations whose circuit is not closed (a handful, through destinations_unhealthy_idx): an
@@ -142,7 +160,10 @@ ranked as (
   select c.id, c.destination, c.next_attempt_at,
          row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot,
          -- "in (select unnest(…))": one hash of $9, not a scan of the array for every candidate.
-         coalesce(b.cap, case when c.destination in (select unnest($9::text[])) then $8::int else $4::int end) as cap
+         coalesce(b.cap, case when c.destination in (select unnest($9::text[]))
+                              then least($8::int, $4::int + greatest(0, ($8::int - $4::int)
+                                     - (select coalesce(sum(greatest(h.held - $4::int, 0)), 0)::int from held h)))
+                              else $4::int end) as cap
   from candidate c left join busy b on b.destination = c.destination
   where c.destination_id <> all (array(select id from held_back))
 ),

@@ -25,7 +25,10 @@ export interface WorkerSettings {
   /**
    * A destination that this worker has seen answer within this long (in the last this long), and
    * with no attempt in flight for longer, is fast: it may hold up to half of `concurrency` in
-   * flight, so one busy healthy destination drains as fast as the engine allows. Every other
+   * flight, so one busy healthy destination drains as fast as the engine allows. The slots past
+   * `destinationConcurrency` are one share for all destinations together: two busy destinations that
+   * hang at the same moment hold `destinationConcurrency` each and that share between them, not
+   * half of `concurrency` each, until their attempts time out. Every other
    * destination is held to `destinationConcurrency`: one that hangs or answers slowly, and one that
    * has not answered yet, so a destination that never answers never holds more, even at first.
    * `0` holds every destination to `destinationConcurrency`.
