@@ -69,6 +69,19 @@ async function claim(workerId: string, limit: number, leaseMarginMs: number, cap
   return result.deliveries;
 }
 
+/** A claim of up to 10 with 2 slots per slow destination and 5 per fast one (`fastDestinations`, answering within 30 s). */
+const claimWithFastRoom = (workerId: string, fastDestinations: string[]) =>
+  claimDue(testDb.database.query, {
+    workerId,
+    limit: 10,
+    leaseMarginMs: 60_000,
+    destinationConcurrency: 2,
+    maxInterruptions: 5,
+    slowAfterMs: 30_000,
+    fastDestinationConcurrency: 5,
+    fastDestinations,
+  });
+
 const recordAttempts = async (workerId: string, records: AttemptRecord[]) =>
   (await recordWith(testDb.database.query, workerId, records, RULES)).owned;
 
@@ -247,16 +260,7 @@ describe("leases", () => {
       const host = new URL(own.url).host;
       for (let i = 0; i < 10; i++) await completedJob(own.url);
       const claimWith = async (workerId: string, fastDestinations: string[]) => {
-        const result = await claimDue(testDb.database.query, {
-          workerId,
-          limit: 10,
-          leaseMarginMs: 60_000,
-          destinationConcurrency: 2,
-          maxInterruptions: 5,
-          slowAfterMs: 30_000,
-          fastDestinationConcurrency: 5,
-          fastDestinations,
-        });
+        const result = await claimWithFastRoom(workerId, fastDestinations);
         return { ...result, deliveries: result.deliveries.filter((d) => d.destination === host) };
       };
       // Not known to answer: the slow room, though no attempt is old.
@@ -295,16 +299,7 @@ describe("leases", () => {
       for (let i = 0; i < 6; i++) await completedJob(first.url);
       // Slow cap 2, fast cap 5: the share past the slow cap is 3 slots, for both destinations.
       const claimFor = async (workerId: string, host: string, fastDestinations: string[]) => {
-        const result = await claimDue(testDb.database.query, {
-          workerId,
-          limit: 10,
-          leaseMarginMs: 60_000,
-          destinationConcurrency: 2,
-          maxInterruptions: 5,
-          slowAfterMs: 30_000,
-          fastDestinationConcurrency: 5,
-          fastDestinations,
-        });
+        const result = await claimWithFastRoom(workerId, fastDestinations);
         const mine = result.deliveries.filter((d) => d.destination === host);
         // Whatever the claim took of the other destination goes back at once, so each step below
         // sees only the leases it means to hold.
