@@ -82,6 +82,16 @@ const claimWithFastRoom = (workerId: string, fastDestinations: string[]) =>
     fastDestinations,
   });
 
+/** A leased delivery whose attempt (timeout + margin = 70 s of lease) started a minute ago: its lease ends in 10 s. */
+async function inFlightForAMinute(deliveryId: string): Promise<void> {
+  await testDb.database.query(
+    `update webhook_outbox.webhook_deliveries
+     set locked_until = now() + interval '10 seconds', next_attempt_at = now() + interval '10 seconds'
+     where id = $1`,
+    [deliveryId],
+  );
+}
+
 const recordAttempts = async (workerId: string, records: AttemptRecord[]) =>
   (await recordWith(testDb.database.query, workerId, records, RULES)).owned;
 
@@ -273,12 +283,7 @@ describe("leases", () => {
       expect(fast.deliveries).toHaveLength(5);
       // One of them has now been in flight for a minute (its lease, of timeout + margin = 70 s, ends
       // in 10 s): the destination is slow, held to 2.
-      await testDb.database.query(
-        `update webhook_outbox.webhook_deliveries
-         set locked_until = now() + interval '10 seconds', next_attempt_at = now() + interval '10 seconds'
-         where id = $1`,
-        [fast.deliveries[0]?.id],
-      );
+      await inFlightForAMinute(fast.deliveries[0]?.id ?? "");
       const slow = await claimWith("slow", [host]);
       expect(slow.deliveries).toEqual([]);
       expect(slow.capped).toContain(host);
@@ -317,12 +322,7 @@ describe("leases", () => {
       expect(b.capped).toContain(hostB);
       // A turns slow (an attempt in flight for a minute), its 5 attempts still hanging: they still
       // hold the share, so B stays at the slow cap while they last.
-      await testDb.database.query(
-        `update webhook_outbox.webhook_deliveries
-         set locked_until = now() + interval '10 seconds', next_attempt_at = now() + interval '10 seconds'
-         where id = $1`,
-        [a.mine[0]?.id],
-      );
+      await inFlightForAMinute(a.mine[0]?.id ?? "");
       expect((await claimFor("share-b2", hostB, [hostB])).mine).toEqual([]);
       // A's attempts end: the share is free, and B (holding 2) takes up to the fast cap of 5.
       await recordAttempts("share-a", a.mine.map((d) => succeeded(d.id, 1)));

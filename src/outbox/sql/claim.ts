@@ -77,7 +77,7 @@ export interface ClaimInput {
 }
 
 export const CLAIM_SQL = `
-with held as materialized (
+with leased as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
   -- this worker has seen end ($6) while their records travel. A destination is fast only while it
@@ -92,6 +92,7 @@ with held as materialized (
   group by destination
 ),
 busy as materialized (
+  -- Every destination with leases, and every fast one ($9) without: its slots. Any other gets $4.
   -- A slow destination gets $4 slots (so one that never answers never holds more). A fast one may
   -- go past $4 up to $8, out of one share of $8 - $4 slots for every destination together: the
   -- slots any destination holds beyond $4 (a fast one's, or a fast one's that has since turned
@@ -102,7 +103,12 @@ busy as materialized (
               then least($8::int, $4::int + greatest(0, ($8::int - $4::int)
                      - (sum(greatest(held - $4::int, 0)) over () - greatest(held - $4::int, 0))::int))
               else $4::int end as cap
-  from held
+  from (
+    select destination, held, fast from leased
+    union all
+    select f.destination, 0, true from unnest($9::text[]) as f(destination)
+    where f.destination not in (select destination from leased)
+  ) d
 ),
 held_back as materialized (
   -- Destinations whose circuit is not closed (a handful, through destinations_unhealthy_idx): an
@@ -159,11 +165,7 @@ probing as (
 ranked as (
   select c.id, c.destination, c.next_attempt_at,
          row_number() over (partition by c.destination order by c.next_attempt_at, c.id) + coalesce(b.held, 0) as slot,
-         -- "in (select unnest(…))": one hash of $9, not a scan of the array for every candidate.
-         coalesce(b.cap, case when c.destination in (select unnest($9::text[]))
-                              then least($8::int, $4::int + greatest(0, ($8::int - $4::int)
-                                     - (select coalesce(sum(greatest(h.held - $4::int, 0)), 0)::int from held h)))
-                              else $4::int end) as cap
+         coalesce(b.cap, $4::int) as cap
   from candidate c left join busy b on b.destination = c.destination
   where c.destination_id <> all (array(select id from held_back))
 ),
