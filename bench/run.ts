@@ -14,7 +14,7 @@ import { dropOpenScratchDatabases } from "./lib/database.js";
 import { ReceiverProcess, ROOT, buildDist, killAllChildren } from "./lib/processes.js";
 import { renderTable, throughputRow, type Row } from "./lib/report.js";
 import { readSettings, wants, type BenchSettings } from "./lib/settings.js";
-import { combinedCeiling, ratio } from "./lib/stats.js";
+import { combinedCeiling, poolRounds, ratio, roundOrder, type Pooled } from "./lib/stats.js";
 import { runGraphileWorker, runPgBoss, type BaselineResult } from "./scenarios/baselines.js";
 import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ceilings.js";
 import { runClaim, type ClaimResult } from "./scenarios/claim.js";
@@ -61,15 +61,75 @@ function commandLine(): string {
 interface Results {
   http?: CeilingResult;
   db?: CeilingResult;
-  drains: DrainResult[];
+  /** Each pools its rounds (BENCH_ROUNDS). */
+  drains: Array<Pooled<DrainResult>>;
   /** The one-destination drain with the per-destination cap lifted. */
-  uncapped?: DrainResult;
+  uncapped?: Pooled<DrainResult>;
   destinations: DestinationsResult[];
   ingest?: IngestResult;
   latencies: LatencyResult[];
-  baselines: BaselineResult[];
+  baselines: Array<Pooled<BaselineResult>>;
   claim: ClaimResult[];
   errors: Array<{ scenario: string; message: string }>;
+}
+
+/**
+ * The one-destination throughput runs, ours and the baselines, in BENCH_ROUNDS rounds, every other
+ * round in reverse order (ours, …, pg-boss; pg-boss, …, ours; …): the machine's speed drifts over
+ * minutes, so each system meets the slow and the fast stretches alike. Each figure pools its rounds.
+ */
+async function runThroughputRounds(
+  settings: BenchSettings,
+  receiver: ReceiverProcess,
+  results: Results,
+  attempt: (scenario: string, work: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const drains = new Map<string, DrainResult[]>();
+  const baselines = new Map<string, BaselineResult[]>();
+  const into = <T>(rounds: Map<string, T[]>, key: string, result: T): void => void rounds.set(key, [...(rounds.get(key) ?? []), result]);
+  const runs: Array<{ scenario: string; run: () => Promise<void> }> = [];
+  for (const workers of settings.workerCounts) {
+    if (wants(settings, "drain")) {
+      runs.push({ scenario: `drain, ${workers} worker process(es)`, run: async () => into(drains, `drain ${workers}`, await runDrain(settings, receiver, workers)) });
+    }
+  }
+  if (wants(settings, "uncapped")) {
+    runs.push({
+      scenario: "drain, cap lifted",
+      run: async () => into(drains, "uncapped", await runDrain(settings, receiver, 1, "one destination, cap lifted", { DESTINATION_CONCURRENCY: "10000" })),
+    });
+  }
+  // Each baseline runs on as many worker processes as each of our drains did.
+  for (const processes of settings.workerCounts) {
+    if (wants(settings, "graphile")) {
+      runs.push({
+        scenario: `graphile-worker, ${processes} process(es)`,
+        run: async () => into(baselines, `graphile ${processes}`, await runGraphileWorker(settings, receiver, processes)),
+      });
+    }
+    if (wants(settings, "pgboss")) {
+      for (const batch of settings.pgBossBatchSizes) {
+        runs.push({
+          scenario: `pg-boss batch ${batch}, ${processes} process(es)`,
+          run: async () => into(baselines, `pgboss ${batch} ${processes}`, await runPgBoss(settings, receiver, batch, processes)),
+        });
+      }
+    }
+  }
+  for (let round = 0; round < settings.throughputRounds; round++) {
+    for (const { scenario, run } of roundOrder(runs, round)) await attempt(`${scenario}, round ${round + 1} of ${settings.throughputRounds}`, run);
+  }
+  // In the order of the runs above, whatever order the rounds ran them in.
+  for (const [key, rounds] of drains) {
+    const pooled = poolRounds(rounds);
+    if (!pooled) continue;
+    if (key === "uncapped") results.uncapped = pooled;
+    else results.drains.push(pooled);
+  }
+  for (const rounds of baselines.values()) {
+    const pooled = poolRounds(rounds);
+    if (pooled) results.baselines.push(pooled);
+  }
 }
 
 async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promise<Results> {
@@ -87,16 +147,7 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
   };
   if (wants(settings, "http")) await attempt("HTTP-only ceiling", async () => void (results.http = await runHttpCeiling(settings, receiver)));
   if (wants(settings, "db")) await attempt("DB-only ceiling", async () => void (results.db = await runDbCeiling(settings, receiver.url)));
-  if (wants(settings, "drain")) {
-    for (const workers of settings.workerCounts) {
-      await attempt(`drain, ${workers} worker process(es)`, async () => void results.drains.push(await runDrain(settings, receiver, workers)));
-    }
-  }
-  if (wants(settings, "uncapped")) {
-    await attempt("drain, cap lifted", async () => {
-      results.uncapped = await runDrain(settings, receiver, 1, "one destination, cap lifted", { DESTINATION_CONCURRENCY: "10000" });
-    });
-  }
+  await runThroughputRounds(settings, receiver, results, attempt);
   if (wants(settings, "destinations")) {
     const many = await ReceiverProcess.start({ hosts: DESTINATION_HOSTS, hang: HANGING_HOSTS });
     try {
@@ -134,17 +185,6 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
       await attempt(`latency at ${rate}/s`, async () => void results.latencies.push(await runLatency(settings, receiver, settings.latencyWorkers, rate)));
     }
   }
-  // Each baseline runs on as many worker processes as each of our drains did.
-  for (const processes of settings.workerCounts) {
-    if (wants(settings, "graphile")) {
-      await attempt(`graphile-worker, ${processes} process(es)`, async () => void results.baselines.push(await runGraphileWorker(settings, receiver, processes)));
-    }
-    if (wants(settings, "pgboss")) {
-      for (const batch of settings.pgBossBatchSizes) {
-        await attempt(`pg-boss batch ${batch}, ${processes} process(es)`, async () => void results.baselines.push(await runPgBoss(settings, receiver, batch, processes)));
-      }
-    }
-  }
   if (wants(settings, "claim")) {
     for (const rows of settings.claimRows) {
       await attempt(`claim at ${rows} rows`, async () => void results.claim.push(await runClaim(settings, rows, receiver.url, log)));
@@ -160,6 +200,11 @@ function cpuNote({ machineBusy, cores }: CpuUse): string {
   return groups.length > 0 ? `${machine}; cores: ${groups.join(", ")}` : machine;
 }
 
+/** "2 rounds: 5,102, 5,380/s" */
+function roundsNote({ rounds, roundRates }: { rounds: number; roundRates: number[] }): string {
+  return `${rounds} round${rounds > 1 ? "s" : ""}: ${roundRates.map((rate) => Math.round(rate).toLocaleString("en-US")).join(", ")}/s`;
+}
+
 function tableRows(settings: BenchSettings, results: Results, ours: number | undefined): Row[] {
   const rows: Row[] = [];
   const combined = results.http && results.db ? combinedCeiling(results.http.perSecond, results.db.perSecond) : undefined;
@@ -173,7 +218,7 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   for (const drain of [...results.drains, ...(results.uncapped ? [results.uncapped] : [])]) {
     rows.push(
       throughputRow(`webhook-outbox drain, ${drain.label}, ${drain.workers} worker${drain.workers > 1 ? "s" : ""}`, drain.perSecond, ours,
-        `backlog created through the HTTP API; ${settings.workerRuntime}, ${changed(drain.changed)}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
+        `backlog created through the HTTP API; ${settings.workerRuntime}, ${changed(drain.changed)}; ${roundsNote(drain)}; peak RSS ${drain.peakRssMiB?.toFixed(0) ?? "?"} MiB`),
     );
   }
   const single = results.drains.find((drain) => drain.workers === 1);
@@ -202,7 +247,7 @@ function tableRows(settings: BenchSettings, results: Results, ours: number | und
   for (const baseline of results.baselines) {
     const peer = results.drains.find((drain) => drain.workers === baseline.processes)?.perSecond ?? ours;
     const processes = `${baseline.processes} process${baseline.processes > 1 ? "es" : ""}`;
-    rows.push(throughputRow(`${baseline.system}, ${processes}`, baseline.perSecond, peer, baseline.settings));
+    rows.push(throughputRow(`${baseline.system}, ${processes}`, baseline.perSecond, peer, `${baseline.settings}; ${roundsNote(baseline)}`));
   }
   if (results.ingest) {
     const i = results.ingest;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { cpuBetween, readCpu } from "../bench/lib/cpu.js";
 import { renderTable, throughputRow } from "../bench/lib/report.js";
-import { combinedCeiling, median, percentile, perSecond, ratio } from "../bench/lib/stats.js";
+import { combinedCeiling, median, percentile, perSecond, pooledRate, poolRounds, ratio, roundOrder } from "../bench/lib/stats.js";
 
 describe("bench CPU readings", () => {
   it("turns two readings into the machine's busy share and each group's cores", () => {
@@ -54,6 +54,37 @@ describe("bench statistics", () => {
   it("turns a count over milliseconds into a rate per second", () => {
     expect(perSecond(2000, 500)).toBe(4000);
     expect(perSecond(1, 0)).toBeNaN();
+  });
+
+  it("runs compared side by side in order, then reversed, round after round", () => {
+    const runs = ["ours", "graphile", "pg-boss"];
+    expect([0, 1, 2, 3].map((round) => roundOrder(runs, round).join(" "))).toEqual([
+      "ours graphile pg-boss",
+      "pg-boss graphile ours",
+      "ours graphile pg-boss",
+      "pg-boss graphile ours",
+    ]);
+    expect(runs).toEqual(["ours", "graphile", "pg-boss"]);
+  });
+
+  it("pools rounds as all their deliveries over all their time, not as a mean of rates", () => {
+    // 1,000 in 1 s and 1,000 in 4 s: 2,000 in 5 s is 400/s (the mean of the rates would say 625).
+    const pooled = pooledRate([
+      { deliveries: 1000, elapsedMs: 1000 },
+      { deliveries: 1000, elapsedMs: 4000 },
+    ]);
+    expect(pooled.perSecond).toBe(400);
+    expect(pooled.roundRates).toEqual([1000, 250]);
+    expect(pooledRate([]).perSecond).toBeNaN();
+  });
+
+  it("pools a scenario's rounds into one result with the highest peak RSS", () => {
+    const round = (elapsedMs: number, peakRssMiB: number | undefined) => ({ label: "one destination", deliveries: 500, elapsedMs, perSecond: 500_000 / elapsedMs, peakRssMiB });
+    const pooled = poolRounds([round(1000, 140), round(1500, undefined), round(2500, 161)]);
+    expect(pooled).toMatchObject({ label: "one destination", deliveries: 1500, elapsedMs: 5000, perSecond: 300, peakRssMiB: 161, rounds: 3 });
+    expect(pooled?.roundRates).toEqual([500, 500_000 / 1500, 200]);
+    expect(poolRounds([round(1000, undefined)])?.peakRssMiB).toBeUndefined();
+    expect(poolRounds([])).toBeUndefined();
   });
 
   it("renders one aligned table with the ratio column", () => {

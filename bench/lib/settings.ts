@@ -74,6 +74,11 @@ export interface BenchSettings {
   pgBossWorkers: number;
   /** Rounds of the two destinations drains, in the order with, without, without, with, … */
   destinationRounds: number;
+  /**
+   * Rounds of the one-destination throughput runs (our drains, the cap lifted, the baselines), in
+   * their order and then reversed, alternately: each figure pools its rounds.
+   */
+  throughputRounds: number;
   /** Scenarios to run; all by default. */
   only: Set<string> | undefined;
   /** A hard stop for the whole run, in seconds. */
@@ -123,6 +128,7 @@ export function readSettings(): BenchSettings {
     pgBossBatchSizes: integerList("BENCH_PGBOSS_BATCH", [100, 1000]),
     pgBossWorkers: integer("BENCH_PGBOSS_WORKERS", 10),
     destinationRounds: integer("BENCH_DESTINATION_ROUNDS", 2),
+    throughputRounds: integer("BENCH_ROUNDS", 2),
     only,
     maxSeconds: integer("BENCH_MAX_SECONDS", 3600),
   };

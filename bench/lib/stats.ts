@@ -36,3 +36,46 @@ export function combinedCeiling(httpPerSecond: number, dbPerSecond: number): num
 export function perSecond(count: number, elapsedMs: number): number {
   return elapsedMs > 0 ? (count * 1000) / elapsedMs : Number.NaN;
 }
+
+/**
+ * The order of round `round` (from 0) of runs compared with each other: as given in even rounds,
+ * reversed in odd ones (A B C, C B A, A B C, …), so a machine that drifts over the minutes slows
+ * every run alike on average instead of whichever came last.
+ */
+export function roundOrder<T>(runs: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...runs] : [...runs].reverse();
+}
+
+/** A figure over several rounds: all their deliveries over all their measured time, and each round's rate. */
+export function pooledRate(rounds: ReadonlyArray<{ deliveries: number; elapsedMs: number }>): { perSecond: number; roundRates: number[] } {
+  const deliveries = rounds.reduce((sum, round) => sum + round.deliveries, 0);
+  const elapsedMs = rounds.reduce((sum, round) => sum + round.elapsedMs, 0);
+  return { perSecond: perSecond(deliveries, elapsedMs), roundRates: rounds.map((round) => perSecond(round.deliveries, round.elapsedMs)) };
+}
+
+/** A run of a throughput scenario: its deliveries over its measured span, and its peak RSS. */
+export interface ThroughputRound {
+  deliveries: number;
+  elapsedMs: number;
+  perSecond: number;
+  peakRssMiB: number | undefined;
+}
+
+export type Pooled<T extends ThroughputRound> = T & { rounds: number; roundRates: number[] };
+
+/** The rounds of one scenario as one result: pooled rate (see pooledRate), summed counts, the highest peak RSS. */
+export function poolRounds<T extends ThroughputRound>(rounds: readonly T[]): Pooled<T> | undefined {
+  const last = rounds[rounds.length - 1];
+  if (!last) return undefined;
+  const peaks = rounds.map((round) => round.peakRssMiB).filter((value): value is number => value !== undefined && Number.isFinite(value));
+  const { perSecond: rate, roundRates } = pooledRate(rounds);
+  return {
+    ...last,
+    deliveries: rounds.reduce((sum, round) => sum + round.deliveries, 0),
+    elapsedMs: rounds.reduce((sum, round) => sum + round.elapsedMs, 0),
+    perSecond: rate,
+    peakRssMiB: peaks.length > 0 ? Math.max(...peaks) : undefined,
+    rounds: rounds.length,
+    roundRates,
+  };
+}
