@@ -21,6 +21,7 @@
  * CHAOS_SECONDS (max run time, 300). Phase 1 creates at most half of CHAOS_JOBS (plus what its two
  * 3-second rate measurements create), phase 2 the other half. CI runs a short version (.ci/run).
  */
+import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -38,7 +39,7 @@ const TERMINATE_ROUNDS = Number(process.env.CHAOS_TERMINATE_ROUNDS ?? 30);
 const RATE_CHECK = (process.env.CHAOS_RATE_CHECK ?? "1") === "1";
 const MAX_SECONDS = Number(process.env.CHAOS_SECONDS ?? 300);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const INTERNAL_TOKEN = `chaos-internal-${Math.random().toString(36).slice(2)}`;
+const INTERNAL_TOKEN = `chaos-internal-${randomBytes(16).toString("hex")}`;
 const adminUrl = process.env.DATABASE_URL;
 if (!adminUrl) {
   console.error("npm run chaos needs DATABASE_URL (a Postgres server it may create a database on)");

@@ -99,7 +99,7 @@ database_url="${PG_ADMIN_URL%/*}/$DB_NAME"
 # In the image: its user, its working directory, its environment, plus what an operator passes.
 # (An array, not a function, so that `… &` below execs it and $! is the service's own pid.)
 in_image=(chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}"
-  DATABASE_URL="$database_url" PORT="$PORT" HOST=127.0.0.1 INTERNAL_API_TOKEN=verify
+  DATABASE_URL="$database_url" PORT="$PORT" HOST=127.0.0.1 INTERNAL_API_TOKEN=verify-image-internal-token-0123456789
   /bin/sh -c 'cd "$0" && exec "$@"' "$workdir")
 # The same without DATABASE_URL, as a `docker run` that forgot it.
 no_database=(chroot --userspec="$user" "$mnt" /usr/bin/env -i "${image_env[@]}" PORT="$PORT" HOST=127.0.0.1

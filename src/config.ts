@@ -44,6 +44,14 @@ const optionalText = z
   .optional()
   .transform((value) => (value === undefined || value === "" ? undefined : value));
 
+/** The fewest characters of a secret set by hand: a short one is guessed or brute-forced. */
+export const MIN_SECRET_LENGTH = 32;
+/** A secret that may be unset, and is long enough when set. */
+const optionalSecret = optionalText.refine(
+  (value) => value === undefined || value.length >= MIN_SECRET_LENGTH,
+  `must be at least ${MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)`,
+);
+
 const cidrList = parsedText((value) => {
   parseCidrList(value);
   return value
@@ -94,7 +102,7 @@ export const configSchema = z.object({
   HTTP_REQUEST_TIMEOUT_MS: integer(30_000, 100, 3_600_000),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(5_000, 100, 600_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  INTERNAL_API_TOKEN: optionalText,
+  INTERNAL_API_TOKEN: optionalSecret,
   // The default delivery policy is stated on the outbox's (src/outbox/policy.ts).
   WEBHOOK_RETRY_DELAYS: schedule(DELIVERY_POLICY_DEFAULTS.retryDelaysMs.map((ms) => `${ms}ms`).join(",")),
   WEBHOOK_TIMEOUT_MS: integer(DELIVERY_POLICY_DEFAULTS.timeoutMs, 100, 300_000),
@@ -130,10 +138,7 @@ export const configSchema = z.object({
   DELIVERY_RETENTION: duration("30d"),
   JOB_SWEEP_INTERVAL_MS: integer(5_000, 10, 3_600_000),
   // Unset: a random secret per process, so dashboard sessions end when it restarts (logged at start).
-  DASHBOARD_SESSION_SECRET: optionalText.refine(
-    (value) => value === undefined || value.length >= 32,
-    "must be at least 32 characters (e.g. openssl rand -base64 32)",
-  ),
+  DASHBOARD_SESSION_SECRET: optionalSecret,
   DASHBOARD_SESSION_TTL: duration("8h"),
 });
 

@@ -57,6 +57,23 @@ describe("configuration errors", () => {
     expect(problems.find((problem) => problem.startsWith("LOG_LEVEL:"))).toContain('"loud"');
   });
 
+  it("refuses a short hand-set secret without showing it, and takes one of 32 characters", () => {
+    for (const name of ["INTERNAL_API_TOKEN", "DASHBOARD_SESSION_SECRET"] as const) {
+      const short = "s3cr3t-".repeat(5).slice(0, 31);
+      let error: unknown;
+      try {
+        loadConfig({ [name]: short });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems).toEqual([`${name}: must be at least 32 characters (e.g. openssl rand -hex 32) (got hidden)`]);
+      expect((error as ConfigError).message).not.toContain(short);
+      expect(loadConfig({ [name]: `${short}x` })[name]).toBe(`${short}x`);
+      expect(loadConfig({ [name]: "" })[name]).toBeUndefined();
+    }
+  });
+
   it("stops the start with exit code 1 and one line naming the bad variable", async () => {
     const child = spawnCli(["serve"], { PORT: "not-a-port", LOG_LEVEL: "silent" });
     expect(await child.exited).toBe(1);

@@ -110,7 +110,7 @@ describe("the image's start command on a production-only install", () => {
     const [program, ...args] = command;
     const child = spawn(program === "node" ? process.execPath : String(program), args, {
       cwd: appDir,
-      env: { PATH: process.env.PATH ?? "", ...dockerfileRuntimeEnv(), DATABASE_URL: testDb.url, PORT: String(port), HOST: "127.0.0.1", INTERNAL_API_TOKEN: "t" },
+      env: { PATH: process.env.PATH ?? "", ...dockerfileRuntimeEnv(), DATABASE_URL: testDb.url, PORT: String(port), HOST: "127.0.0.1", INTERNAL_API_TOKEN: "t".repeat(32) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const output: string[] = [];

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApiKey } from "../src/tenants/key-lifecycle.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { runCli } from "./support/cli.js";
-import { eventually, startHarness, type Harness } from "./support/harness.js";
+import { eventually, INTERNAL_TOKEN, startHarness, type Harness } from "./support/harness.js";
 import { finishedDelivery } from "./support/queries.js";
 import { Receiver, type ReceivedRequest } from "./support/receiver.js";
 
@@ -90,7 +90,7 @@ describe("internal routes", () => {
     const closed = await startHarness(testDb, { INTERNAL_API_TOKEN: undefined }, { worker: false });
     try {
       const job = await closed.api.post("/api/v1/generate", { prompt: "internal closed" });
-      for (const token of ["", "undefined", "internal-test-token", closed.tenant.apiKey]) {
+      for (const token of ["", "undefined", INTERNAL_TOKEN, closed.tenant.apiKey]) {
         const response = await closed.api.request(
           "PATCH",
           `/internal/v1/jobs/${job.body.jobId}/projects/0`,

@@ -81,7 +81,7 @@ describe("SIGTERM", () => {
   });
 
   it("gives the API a clean stop too", async () => {
-    const api = spawnCli(["api"], { ...workerEnv(1000), PORT: "0", INTERNAL_API_TOKEN: "x" });
+    const api = spawnCli(["api"], { ...workerEnv(1000), PORT: "0", INTERNAL_API_TOKEN: "x".repeat(32) });
     await api.waitForLog(/API listening/);
     api.child.kill("SIGTERM");
     expect(await api.exited).toBe(0);

@@ -3,7 +3,7 @@ import { createInterface } from "node:readline";
 import { Pool } from "undici";
 import { ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
 
-export const BENCH_INTERNAL_TOKEN = "bench-internal-token";
+export const BENCH_INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef";
 
 /**
  * The URL of the API's "API listening" line (the service logs it once it listens, with the port

@@ -51,7 +51,7 @@ export interface IngestResult {
   failures: number;
 }
 
-const INTERNAL_TOKEN = "bench-ingest-internal-token";
+const INTERNAL_TOKEN = "bench-ingest-internal-token-0123456789";
 const DEFAULT_SEEDED_JOBS = 20_000;
 
 /**

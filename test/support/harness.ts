@@ -5,7 +5,7 @@ import type { Resolver } from "../../src/delivery/address-policy.js";
 import { createTenant, type CreatedTenant } from "../../src/tenants/tenant-service.js";
 import type { TestDatabase } from "./database.js";
 
-export const INTERNAL_TOKEN = "internal-test-token";
+export const INTERNAL_TOKEN = "internal-test-token-0123456789abcdef";
 
 /**
  * Test defaults: local receivers allowed, quick polling, no logs. Receivers that fail on purpose
