@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createInterface } from "node:readline";
+import { createServer, type AddressInfo } from "node:net";
 import { Pool } from "undici";
-import { ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
+import { pollUntil, ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
 
 export const BENCH_INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef";
 
@@ -19,39 +19,59 @@ export function listeningUrl(line: string): string | undefined {
   }
 }
 
+/** A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick, released). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 /**
- * The real `api` command (tsx or dist) at the product's defaults but for `env`, on a port the
- * kernel picks; resolves once it logs "API listening". Its output is read for that line only.
+ * The real `api` command (tsx or dist) at the product's defaults but for `env`, on a free port;
+ * resolves once its /healthz answers, whatever its LOG_LEVEL. Its output is read and dropped.
  */
 export async function startApiProcess(
   env: Record<string, string>,
   runtime: WorkerRuntime,
 ): Promise<{ child: ChildProcess; url: string; stop: () => Promise<void> }> {
   const args = runtime === "dist" ? ["dist/cli.js", "api"] : ["--import", "tsx", "src/cli.ts", "api"];
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "",
-      PORT: "0",
       HOST: "127.0.0.1",
       INTERNAL_API_TOKEN: BENCH_INTERNAL_TOKEN,
       ...env,
+      PORT: String(port),
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the api process did not listen within 60 s")), 60_000);
-    child.once("exit", (code) => reject(new Error(`the api process exited early (${code})`)));
-    const lines = createInterface({ input: child.stdout! });
-    lines.on("line", (line) => {
-      const listening = listeningUrl(line);
-      if (listening === undefined) return;
-      clearTimeout(timer);
-      lines.close();
-      resolve(listening);
-    });
-  });
   child.stdout?.resume();
+  let exited: number | null | undefined;
+  child.once("exit", (code) => (exited = code));
+  try {
+    await pollUntil(
+      "the api process to answer /healthz",
+      async () => {
+        if (exited !== undefined) throw new Error(`the api process exited early (${exited})`);
+        const response = await fetch(`${url}/healthz`).catch(() => undefined);
+        await response?.body?.cancel();
+        return response?.ok ? true : undefined;
+      },
+      60_000,
+      50,
+    );
+  } catch (error) {
+    await stopProcess(child);
+    throw error;
+  }
   return { child, url, stop: () => stopProcess(child) };
 }
 
