@@ -68,14 +68,15 @@ export function poolRounds<T extends ThroughputRound>(rounds: readonly T[]): Poo
   const last = rounds[rounds.length - 1];
   if (!last) return undefined;
   const peaks = rounds.map((round) => round.peakRssMiB).filter((value): value is number => value !== undefined && Number.isFinite(value));
-  const { perSecond: rate, roundRates } = pooledRate(rounds);
+  const deliveries = rounds.reduce((sum, round) => sum + round.deliveries, 0);
+  const elapsedMs = rounds.reduce((sum, round) => sum + round.elapsedMs, 0);
   return {
     ...last,
-    deliveries: rounds.reduce((sum, round) => sum + round.deliveries, 0),
-    elapsedMs: rounds.reduce((sum, round) => sum + round.elapsedMs, 0),
-    perSecond: rate,
+    deliveries,
+    elapsedMs,
+    perSecond: perSecond(deliveries, elapsedMs),
     peakRssMiB: peaks.length > 0 ? Math.max(...peaks) : undefined,
     rounds: rounds.length,
-    roundRates,
+    roundRates: pooledRate(rounds).roundRates,
   };
 }
