@@ -77,6 +77,6 @@ export function poolRounds<T extends ThroughputRound>(rounds: readonly T[]): Poo
     perSecond: perSecond(deliveries, elapsedMs),
     peakRssMiB: peaks.length > 0 ? Math.max(...peaks) : undefined,
     rounds: rounds.length,
-    roundRates: pooledRate(rounds).roundRates,
+    roundRates: rounds.map((round) => perSecond(round.deliveries, round.elapsedMs)),
   };
 }
