@@ -14,7 +14,7 @@ import { dropOpenScratchDatabases } from "./lib/database.js";
 import { ReceiverProcess, ROOT, buildDist, killAllChildren } from "./lib/processes.js";
 import { renderTable, throughputRow, type Row } from "./lib/report.js";
 import { readSettings, wants, type BenchSettings } from "./lib/settings.js";
-import { combinedCeiling, poolRounds, ratio, roundOrder, type Pooled } from "./lib/stats.js";
+import { combinedCeiling, poolRounds, ratio, roundOrder, type Pooled, type ThroughputRound } from "./lib/stats.js";
 import { runGraphileWorker, runPgBoss, type BaselineResult } from "./scenarios/baselines.js";
 import { runDbCeiling, runHttpCeiling, type CeilingResult } from "./scenarios/ceilings.js";
 import { runClaim, type ClaimResult } from "./scenarios/claim.js";
@@ -84,19 +84,21 @@ async function runThroughputRounds(
   results: Results,
   attempt: (scenario: string, work: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const drains = new Map<string, DrainResult[]>();
+  // Each run's rounds, keyed by the run.
+  const drains = new Map<number, DrainResult[]>();
+  const uncapped: DrainResult[] = [];
   const baselines = new Map<string, BaselineResult[]>();
-  const into = <T>(rounds: Map<string, T[]>, key: string, result: T): void => void rounds.set(key, [...(rounds.get(key) ?? []), result]);
+  const into = <K, T>(rounds: Map<K, T[]>, key: K, result: T): void => void rounds.set(key, [...(rounds.get(key) ?? []), result]);
   const runs: Array<{ scenario: string; run: () => Promise<void> }> = [];
   for (const workers of settings.workerCounts) {
     if (wants(settings, "drain")) {
-      runs.push({ scenario: `drain, ${workers} worker process(es)`, run: async () => into(drains, `drain ${workers}`, await runDrain(settings, receiver, workers)) });
+      runs.push({ scenario: `drain, ${workers} worker process(es)`, run: async () => into(drains, workers, await runDrain(settings, receiver, workers)) });
     }
   }
   if (wants(settings, "uncapped")) {
     runs.push({
       scenario: "drain, cap lifted",
-      run: async () => into(drains, "uncapped", await runDrain(settings, receiver, 1, "one destination, cap lifted", { DESTINATION_CONCURRENCY: "10000" })),
+      run: async () => void uncapped.push(await runDrain(settings, receiver, 1, "one destination, cap lifted", { DESTINATION_CONCURRENCY: "10000" })),
     });
   }
   // Each baseline runs on as many worker processes as each of our drains did.
@@ -120,16 +122,11 @@ async function runThroughputRounds(
     for (const { scenario, run } of roundOrder(runs, round)) await attempt(`${scenario}, round ${round + 1} of ${settings.throughputRounds}`, run);
   }
   // In the order of the runs above, whatever order the rounds ran them in.
-  for (const [key, rounds] of drains) {
-    const pooled = poolRounds(rounds);
-    if (!pooled) continue;
-    if (key === "uncapped") results.uncapped = pooled;
-    else results.drains.push(pooled);
-  }
-  for (const rounds of baselines.values()) {
-    const pooled = poolRounds(rounds);
-    if (pooled) results.baselines.push(pooled);
-  }
+  const pooled = <T extends ThroughputRound>(runs: Iterable<T[]>) =>
+    [...runs].map((rounds) => poolRounds(rounds)).filter((each): each is Pooled<T> => each !== undefined);
+  results.drains.push(...pooled(drains.values()));
+  results.baselines.push(...pooled(baselines.values()));
+  [results.uncapped] = pooled([uncapped]);
 }
 
 async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promise<Results> {
@@ -162,13 +159,7 @@ async function runAll(settings: BenchSettings, receiver: ReceiverProcess): Promi
         });
       // Alternating (ABBA…), so that the machine's drift over the minutes falls on both alike.
       for (let round = 0; round < settings.destinationRounds; round++) {
-        if (round % 2 === 0) {
-          await withHanging();
-          await withoutHanging();
-        } else {
-          await withoutHanging();
-          await withHanging();
-        }
+        for (const run of roundOrder([withHanging, withoutHanging], round)) await run();
       }
     } finally {
       await many.stop();

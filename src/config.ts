@@ -45,7 +45,7 @@ const optionalText = z
   .transform((value) => (value === undefined || value === "" ? undefined : value));
 
 /** The fewest characters of a secret set by hand: a short one is guessed or brute-forced. */
-export const MIN_SECRET_LENGTH = 32;
+const MIN_SECRET_LENGTH = 32;
 /** A secret that may be unset, and is long enough when set. */
 const optionalSecret = optionalText.refine(
   (value) => value === undefined || value.length >= MIN_SECRET_LENGTH,

@@ -40,17 +40,20 @@ describe("the configuration reference (docs/configuration.md)", () => {
   });
 });
 
+/** The ConfigError that loadConfig throws for `env`; fails the test when it throws none or another. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(Object.keys(env))}`);
+}
+
 describe("configuration errors", () => {
   it("names every bad variable with the value it got", () => {
-    const env = { PORT: "http", WEBHOOK_RETRY_DELAYS: "0,soon", DATABASE_URL: "", LOG_LEVEL: "loud" };
-    let error: unknown;
-    try {
-      loadConfig(env);
-    } catch (caught) {
-      error = caught;
-    }
-    expect(error).toBeInstanceOf(ConfigError);
-    const problems = (error as ConfigError).problems;
+    const problems = configError({ PORT: "http", WEBHOOK_RETRY_DELAYS: "0,soon", DATABASE_URL: "", LOG_LEVEL: "loud" }).problems;
     expect(problems).toHaveLength(3);
     expect(problems[0]).toMatch(/^PORT: .*\(got "http"\)$/);
     expect(problems.find((problem) => problem.startsWith("WEBHOOK_RETRY_DELAYS:"))).toContain('"0,soon"');
@@ -60,15 +63,9 @@ describe("configuration errors", () => {
   it("refuses a short hand-set secret without showing it, and takes one of 32 characters", () => {
     for (const name of ["INTERNAL_API_TOKEN", "DASHBOARD_SESSION_SECRET"] as const) {
       const short = "s3cr3t-".repeat(5).slice(0, 31);
-      let error: unknown;
-      try {
-        loadConfig({ [name]: short });
-      } catch (caught) {
-        error = caught;
-      }
-      expect(error).toBeInstanceOf(ConfigError);
-      expect((error as ConfigError).problems).toEqual([`${name}: must be at least 32 characters (e.g. openssl rand -hex 32) (got hidden)`]);
-      expect((error as ConfigError).message).not.toContain(short);
+      const error = configError({ [name]: short });
+      expect(error.problems).toEqual([`${name}: must be at least 32 characters (e.g. openssl rand -hex 32) (got hidden)`]);
+      expect(error.message).not.toContain(short);
       expect(loadConfig({ [name]: `${short}x` })[name]).toBe(`${short}x`);
       expect(loadConfig({ [name]: "" })[name]).toBeUndefined();
     }

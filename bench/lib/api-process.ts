@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer, type AddressInfo } from "node:net";
 import { Pool } from "undici";
+import { freePort } from "../../test/support/ports.js";
 import { pollUntil, ROOT, stopProcess, type WorkerRuntime } from "./processes.js";
 
 export const BENCH_INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef";
@@ -17,18 +17,6 @@ export function listeningUrl(line: string): string | undefined {
   } catch {
     return undefined; // not a JSON line
   }
-}
-
-/** A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick, released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { BenchSettings } from "../lib/settings.js";
 import { withScratchDatabase } from "../lib/database.js";
 import { pollUntil, spawnWorker, stopProcess, type ReceiverProcess } from "../lib/processes.js";
 import { seedDueDeliveries } from "../lib/seed.js";
-import { perSecond } from "../lib/stats.js";
+import { perSecond, pooledRate } from "../lib/stats.js";
 import { measuredJobsDueAt, waitUntilDue } from "../lib/warmup.js";
 import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
@@ -25,18 +25,17 @@ export interface PooledDestinations extends DestinationsResult {
 export function poolDestinations(runs: DestinationsResult[]): PooledDestinations | undefined {
   const [first] = runs;
   if (!first) return undefined;
-  const healthy = runs.reduce((sum, run) => sum + run.healthyDeliveries, 0);
-  const elapsedMs = runs.reduce((sum, run) => sum + run.elapsedMs, 0);
+  const { perSecond: pooled, roundRates } = pooledRate(runs.map((run) => ({ deliveries: run.healthyDeliveries, elapsedMs: run.elapsedMs })));
   const open = runs.map((run) => run.maxOpenPerHanging).filter((value): value is number => value !== undefined);
   const untouched = runs.map((run) => run.hangingUntouched).filter((value): value is number => value !== undefined);
   return {
     ...first,
-    perSecond: perSecond(healthy, elapsedMs),
-    elapsedMs,
+    perSecond: pooled,
+    elapsedMs: runs.reduce((sum, run) => sum + run.elapsedMs, 0),
     maxOpenPerHanging: open.length > 0 ? Math.max(...open) : undefined,
     hangingUntouched: untouched.length > 0 ? Math.min(...untouched) : undefined,
     rounds: runs.length,
-    roundRates: runs.map((run) => run.perSecond),
+    roundRates,
   };
 }
 
