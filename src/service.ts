@@ -19,7 +19,6 @@ import { ServiceMetrics } from "./metrics.js";
 import { MAX_PAYLOAD_BYTES_DEFAULT } from "./outbox/admission.js";
 import { OutboxNotifier } from "./outbox/notifier.js";
 import { deliveryPolicies } from "./jobs/delivery-policies.js";
-import { openClaimLoopDatabase } from "./outbox/worker/connections.js";
 import { OutboxWorker } from "./outbox/worker/worker.js";
 import { startRetentionSweeper, type RetentionSweeper } from "./outbox/retention.js";
 import { REPLAY_PACING, startReplayPacer, type ReplayPacer } from "./outbox/replay.js";
@@ -95,10 +94,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     logger.warn("WEBHOOK_ALLOW_INSECURE_URLS=true: http and private addresses are allowed; never use this in production");
   }
   const { url: databaseUrl, embedded } = await databaseTarget(config);
-  // Message and code only: pg hangs the whole client object on some of these errors.
-  const onError = (error: Error) =>
-    logger.warn({ error: error.message, code: (error as { code?: string }).code }, "database connection error");
-  const database = await openDatabase({ databaseUrl, onError });
+  const database = await openDatabase({
+    databaseUrl,
+    // Message and code only: pg hangs the whole client object on some of these errors.
+    onError: (error) =>
+      logger.warn({ error: error.message, code: (error as { code?: string }).code }, "database connection error"),
+  });
   // What has started so far; stop() (or a start that fails half-way) stops it in this order.
   const parts: {
     server?: ServerType;
@@ -106,17 +107,15 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     replays?: ReplayPacer;
     sweeper?: DeadlineSweeper;
     worker?: OutboxWorker;
-    claimLoop?: Database;
     sender?: HttpSender;
   } = {};
   const stop = async () => {
-    const { server, retention, replays, sweeper, worker, claimLoop, sender } = parts;
+    const { server, retention, replays, sweeper, worker, sender } = parts;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     await retention?.stop();
     await replays?.stop();
     await sweeper?.stop();
     await worker?.stop();
-    await claimLoop?.close();
     await sender?.close();
     await database.close();
   };
@@ -189,9 +188,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       parts.sweeper = new DeadlineSweeper(jobService, config.JOB_SWEEP_INTERVAL_MS, logger.child({ component: "sweeper" }));
       parts.sweeper.start();
       parts.sender = new HttpSender(urlPolicy);
-      parts.claimLoop = openClaimLoopDatabase({ connectionString: databaseUrl }, onError);
       parts.worker = new OutboxWorker({
-        database: { query: parts.claimLoop.query, listen: database.listen },
+        database,
         sender: parts.sender,
         logger: logger.child({ component: "worker" }),
         concurrency: config.WORKER_CONCURRENCY,

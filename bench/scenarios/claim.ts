@@ -1,7 +1,6 @@
 import pg from "pg";
-import { withSessionSettings, type Query } from "../../src/db/client.js";
+import type { Query } from "../../src/db/client.js";
 import { claimDue, type ClaimInput } from "../../src/outbox/sql/claim.js";
-import { CLAIM_LOOP_SESSION } from "../../src/outbox/worker/connections.js";
 import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
 import { createTenant } from "../../src/tenants/tenant-service.js";
@@ -171,7 +170,7 @@ function planUsesIndex(plan: string): boolean {
 async function explainClaim(client: pg.Client, statement: { text: string; values: unknown[] }, generic: boolean): Promise<string> {
   await client.query("begin");
   try {
-    await client.query(`set local plan_cache_mode = ${generic ? "force_generic_plan" : "force_custom_plan"}`);
+    if (generic) await client.query("set local plan_cache_mode = force_generic_plan");
     await client.query(`prepare bench_claim_explain as ${statement.text}`);
     const { rows } = await client.query<{ "QUERY PLAN": string }>(
       `explain (analyze, buffers) execute bench_claim_explain(${statement.values.map((value) => literal(client, value)).join(", ")})`,
@@ -183,15 +182,11 @@ async function explainClaim(client: pg.Client, statement: { text: string; values
   }
 }
 
-/**
- * Times the worker's exact claim statement (rolled back each time) on a table of `rows` deliveries,
- * on a connection with the claim loop's session settings.
- */
+/** Times the worker's exact claim statement (rolled back each time) on a table of `rows` deliveries. */
 export async function runClaim(settings: BenchSettings, rows: number, receiverUrl: string, log: (m: string) => void): Promise<ClaimResult> {
   return withScratchDatabase(settings.adminUrl, "claim", async ({ url, database }) => {
     const tenant = await createTenant(database, "bench");
-    // Set up as the worker's claim loop connections are (one generic plan per statement).
-    const client = new pg.Client(withSessionSettings({ connectionString: url }, CLAIM_LOOP_SESSION));
+    const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
       const generateStarted = performance.now();

@@ -37,66 +37,21 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Settings every connection of a pool starts its session with, by name (e.g. `plan_cache_mode`). */
-export type SessionSettings = Readonly<Record<string, string>>;
-
-export interface PoolOptions {
-  /** @defaultValue 10 */
-  poolSize?: number;
-  /** Set on every connection of the pool as it opens (libpq's `options`, after any it already has). */
-  sessionSettings?: SessionSettings;
-  onError?: (error: Error) => void;
-}
-
-export interface DatabaseOptions extends PoolOptions {
+export interface DatabaseOptions {
   /** Required; optional in the type only so that callers may pass an environment variable through. */
   databaseUrl?: string | undefined;
+  poolSize?: number;
+  onError?: (error: Error) => void;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (!options.databaseUrl) throw new Error("openDatabase needs a databaseUrl (the embedded server's comes from startEmbeddedPostgres)");
-  return openPostgres({ connectionString: options.databaseUrl }, options);
+  return openPostgres(options.databaseUrl, options);
 }
 
-/** A Database with a pool of its own, connecting as `connection` does (another pool's options, say). */
-export function openDatabaseLike(connection: pg.ClientConfig, options: PoolOptions): Database {
-  return openPostgres(connection, options);
-}
-
-const SETTING_NAME = /^[a-z_][a-z0-9_.]*$/i;
-
-/**
- * `connection` with `settings` added to the session options its connections start with (libpq's
- * `options`: `-c name=value`, spaces and backslashes escaped). Options already in the connection
- * string or the config are kept, before these. A setting name that is not one is a TypeError.
- */
-export function withSessionSettings(connection: pg.ClientConfig, settings: SessionSettings): pg.ClientConfig {
-  const added = Object.entries(settings).map(([name, value]) => {
-    if (!SETTING_NAME.test(name)) throw new TypeError(`not a setting name: ${JSON.stringify(name)}`);
-    return `-c ${name}=${value.replace(/[\\ ]/g, "\\$&")}`;
-  });
-  if (added.length === 0) return connection;
-  // pg lets the connection string's parameters override the config's, so options go where they win.
-  const url = parsedUrl(connection.connectionString);
-  const existing = url?.searchParams.get("options") ?? connection.options;
-  const options = [existing, ...added].filter(Boolean).join(" ");
-  if (!url) return { ...connection, options };
-  url.searchParams.set("options", options);
-  return { ...connection, connectionString: url.toString(), options };
-}
-
-function parsedUrl(connectionString: string | undefined): URL | undefined {
-  if (!connectionString) return undefined;
-  try {
-    return new URL(connectionString);
-  } catch {
-    return undefined; // not a URL: pg reads no options from it
-  }
-}
-
-function openPostgres(connection: pg.ClientConfig, options: PoolOptions): Database {
+function openPostgres(url: string, options: DatabaseOptions): Database {
   const pool = new pg.Pool({
-    ...(options.sessionSettings ? withSessionSettings(connection, options.sessionSettings) : connection),
+    connectionString: url,
     max: options.poolSize ?? 10,
     // A cut connection must fail fast rather than hang the claim loop or a request.
     connectionTimeoutMillis: 5_000,
@@ -108,7 +63,7 @@ function openPostgres(connection: pg.ClientConfig, options: PoolOptions): Databa
   // A checked-out client (inside a transaction) has no pool listener: a cut connection would crash
   // the process. Its queries still fail and the pool drops it on release.
   pool.on("connect", (client) => client.on("error", (error) => options.onError?.(error)));
-  return databaseOnPool(pool, { listenConfig: connection, onError: options.onError, close: () => pool.end() });
+  return databaseOnPool(pool, { listenConfig: { connectionString: url }, onError: options.onError, close: () => pool.end() });
 }
 
 export interface PoolDatabaseOptions {

@@ -23,7 +23,6 @@ import { redeliver as redeliverRow } from "../outbox/redeliver.js";
 import { startRetentionSweeper, type RetentionSweeper } from "../outbox/retention.js";
 import { writeSqlSettings } from "../outbox/sql-settings.js";
 import type { AttemptRecord } from "../outbox/sql/record.js";
-import { openClaimLoopDatabase } from "../outbox/worker/connections.js";
 import { OutboxWorker } from "../outbox/worker/worker.js";
 import type { WorkerSettings } from "../outbox/worker/options.js";
 import { createSigningTenant } from "../tenants/tenant-service.js";
@@ -235,7 +234,6 @@ export function createOutbox(options: OutboxOptions): Outbox {
     worker(workerOptions = {}) {
       const sender = new HttpSender(urlPolicy);
       let worker: OutboxWorker | undefined;
-      let claimLoop: Database | undefined;
       let retention: RetentionSweeper | undefined;
       const { retentionMs = 0, ...settings } = definedOnly(workerOptions);
       const workerId = workerOptions.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -244,16 +242,13 @@ export function createOutbox(options: OutboxOptions): Outbox {
         async start() {
           if (worker) return;
           const db = await database();
-          // The claim loop's own connections, made as the outbox's are (the application's pool's options).
-          claimLoop = openClaimLoopDatabase(options.pool ? options.pool.options : { connectionString: options.connectionString }, onError);
-          worker = new OutboxWorker({ ...settings, database: { query: claimLoop.query, listen: db.listen }, sender, logger, workerId });
+          worker = new OutboxWorker({ ...settings, database: db, sender, logger, workerId });
           await worker.start();
           retention = startRetentionSweeper({ database: db, logger, retentionMs });
         },
         async stop() {
           await retention?.stop();
           await worker?.stop();
-          await claimLoop?.close();
           await sender.close();
         },
       };
