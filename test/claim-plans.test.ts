@@ -1,18 +1,20 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDueDeliveries } from "../bench/lib/seed.js";
-import { CLAIM_SQL } from "../src/outbox/sql/claim.js";
+import type { Query } from "../src/db/client.js";
+import { claimDue, CLAIM_SQL } from "../src/outbox/sql/claim.js";
 import { RECORD_SQL } from "../src/outbox/sql/record.js";
 import { RELEASE_SQL } from "../src/outbox/sql/release.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 
 /*
- * The claim loop's statements are prepared once per connection. After five executions Postgres
+ * The record and the release are prepared once per connection. After five executions Postgres
  * may switch a prepared statement to its generic plan, which cannot see the parameters (a LIMIT $2
  * is guessed at a tenth of the table) and is kept until the table is analyzed again. So the
  * generic plan must be safe too: it reaches webhook_deliveries through an index, never a
- * sequential scan, whatever the table's size.
+ * sequential scan, whatever the table's size. The claim is sent unnamed and planned every time
+ * (see claimDue): its generic plans are checked all the same, as the other statements'.
  */
 
 let testDb: TestDatabase;
@@ -66,6 +68,25 @@ describe("the claim loop's statements", () => {
       });
     }
   }
+
+  it("claim: is never kept as a prepared statement, so no generic plan made on a small table can outlive its growth", async () => {
+    const query = (async <Row>(text: string, params: unknown[] = [], name?: string) =>
+      (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[]) as Query;
+    for (let run = 0; run < 8; run++) {
+      await client.query("begin");
+      const claim = await claimDue(query, {
+        workerId: "plans",
+        limit: 10,
+        leaseMarginMs: 5_000,
+        destinationConcurrency: 64,
+        maxInterruptions: 5,
+      });
+      await client.query("rollback");
+      expect(claim.deliveries).toHaveLength(10);
+    }
+    const prepared = await client.query<{ statement: string }>("select statement from pg_prepared_statements");
+    expect(prepared.rows.filter((row) => row.statement.includes("webhook_deliveries"))).toEqual([]);
+  });
 
   it("claim: the due rows come from the partial claim index", async () => {
     expect(await plan("claim", "force_generic_plan")).toContain("Index Scan using webhook_deliveries_claim_idx");
