@@ -305,8 +305,8 @@ type ClaimRow = Omit<ClaimedDelivery, "id"> & { id: string | null; capped: strin
  * table is small (a fresh database, an idle one), and a generic plan made while webhook_deliveries
  * is nearly empty may reach each claimed row by id through webhook_deliveries_destination_created_idx
  * (id is its last column): a scan of that whole index per row, kept as the table grows until an
- * ANALYZE, about 110 ms a claim at 100k rows instead of 5. On a table of any size the claim's
- * custom plan is what Postgres picks anyway.
+ * ANALYZE, about 110 ms a claim at 100k rows instead of 5. On a large table Postgres plans the claim
+ * every time anyway; on a small one the planning costs about 1.5 ms of its CPU a claim.
  */
 export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> {
   const rows = await query<ClaimRow>(
