@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDueDeliveries } from "../bench/lib/seed.js";
-import type { Query } from "../src/db/client.js";
+import { queryOn } from "../src/db/client.js";
 import { claimDue, CLAIM_SQL } from "../src/outbox/sql/claim.js";
 import { RECORD_SQL } from "../src/outbox/sql/record.js";
 import { RELEASE_SQL } from "../src/outbox/sql/release.js";
@@ -70,8 +70,7 @@ describe("the claim loop's statements", () => {
   }
 
   it("claim: is never kept as a prepared statement, so no generic plan made on a small table can outlive its growth", async () => {
-    const query = (async <Row>(text: string, params: unknown[] = [], name?: string) =>
-      (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[]) as Query;
+    const query = queryOn(client);
     for (let run = 0; run < 8; run++) {
       await client.query("begin");
       const claim = await claimDue(query, {

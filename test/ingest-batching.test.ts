@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Database, Query } from "../src/db/client.js";
+import { queryOn, type Database, type Query } from "../src/db/client.js";
 import { ApiKeyRejectedError } from "../src/errors.js";
 import { JobCreates } from "../src/jobs/job-creates.js";
 import type { JobService, NewJob } from "../src/jobs/job-service.js";
@@ -242,9 +242,7 @@ describe("the create statement's plan", () => {
     const client = new pg.Client({ connectionString: testDb.url });
     await client.connect();
     try {
-      const query: Query = async <Row>(text: string, params: unknown[] = [], name?: string) =>
-        (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[];
-      const service = testJobService({ ...testDb.database, query }, { createConcurrency: 1 });
+      const service = testJobService({ ...testDb.database, query: queryOn(client) }, { createConcurrency: 1 });
       for (let round = 0; round < 12; round++) {
         await Promise.all(Array.from({ length: 2 + (round % 4) * 5 }, (_, i) => service.create(newJob(`planned ${round}.${i}`))));
       }

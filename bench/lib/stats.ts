@@ -47,10 +47,20 @@ export function roundOrder<T>(runs: readonly T[], round: number): T[] {
 }
 
 /** A figure over several rounds: all their deliveries over all their measured time, and each round's rate. */
-export function pooledRate(rounds: ReadonlyArray<{ deliveries: number; elapsedMs: number }>): { perSecond: number; roundRates: number[] } {
+export function pooledRate(rounds: ReadonlyArray<{ deliveries: number; elapsedMs: number }>): {
+  deliveries: number;
+  elapsedMs: number;
+  perSecond: number;
+  roundRates: number[];
+} {
   const deliveries = rounds.reduce((sum, round) => sum + round.deliveries, 0);
   const elapsedMs = rounds.reduce((sum, round) => sum + round.elapsedMs, 0);
-  return { perSecond: perSecond(deliveries, elapsedMs), roundRates: rounds.map((round) => perSecond(round.deliveries, round.elapsedMs)) };
+  return {
+    deliveries,
+    elapsedMs,
+    perSecond: perSecond(deliveries, elapsedMs),
+    roundRates: rounds.map((round) => perSecond(round.deliveries, round.elapsedMs)),
+  };
 }
 
 /** A run of a throughput scenario: its deliveries over its measured span, and its peak RSS. */
@@ -68,15 +78,10 @@ export function poolRounds<T extends ThroughputRound>(rounds: readonly T[]): Poo
   const last = rounds[rounds.length - 1];
   if (!last) return undefined;
   const peaks = rounds.map((round) => round.peakRssMiB).filter((value): value is number => value !== undefined && Number.isFinite(value));
-  const deliveries = rounds.reduce((sum, round) => sum + round.deliveries, 0);
-  const elapsedMs = rounds.reduce((sum, round) => sum + round.elapsedMs, 0);
   return {
     ...last,
-    deliveries,
-    elapsedMs,
-    perSecond: perSecond(deliveries, elapsedMs),
+    ...pooledRate(rounds),
     peakRssMiB: peaks.length > 0 ? Math.max(...peaks) : undefined,
     rounds: rounds.length,
-    roundRates: rounds.map((round) => perSecond(round.deliveries, round.elapsedMs)),
   };
 }

@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { Query } from "../../src/db/client.js";
+import { queryOn, type Query } from "../../src/db/client.js";
 import { claimDue, type ClaimInput } from "../../src/outbox/sql/claim.js";
 import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
@@ -66,12 +66,6 @@ function claimInput(limit: number, fastDestinations: string[]): ClaimInput {
     maxInterruptions: WORKER_DEFAULTS.maxInterruptions,
     fastDestinations,
   };
-}
-
-/** One pg client as a Query, so claimDue runs inside a transaction the bench controls. */
-function clientQuery(client: pg.Client): Query {
-  return (async (text: string, params: unknown[] = [], name?: string) =>
-    (await client.query(name ? { name, text, values: params } : { text, values: params })).rows) as Query;
 }
 
 /**
@@ -196,7 +190,8 @@ export async function runClaim(settings: BenchSettings, rows: number, receiverUr
         "select count(*)::int as n from webhook_outbox.webhook_deliveries where status in ('pending', 'delivering') and next_attempt_at <= now()",
       );
 
-      const handle = clientQuery(client);
+      // One connection, so claimDue runs inside a transaction the bench controls.
+      const handle = queryOn(client);
       // The receiver, as a worker draining it knows it: answering quickly.
       const fast = [new URL(receiverUrl).host.toLowerCase()];
       const timings: number[] = [];

@@ -25,17 +25,17 @@ export interface PooledDestinations extends DestinationsResult {
 export function poolDestinations(runs: DestinationsResult[]): PooledDestinations | undefined {
   const [first] = runs;
   if (!first) return undefined;
-  const { perSecond: pooled, roundRates } = pooledRate(runs.map((run) => ({ deliveries: run.healthyDeliveries, elapsedMs: run.elapsedMs })));
+  const pooled = pooledRate(runs.map((run) => ({ deliveries: run.healthyDeliveries, elapsedMs: run.elapsedMs })));
   const open = runs.map((run) => run.maxOpenPerHanging).filter((value): value is number => value !== undefined);
   const untouched = runs.map((run) => run.hangingUntouched).filter((value): value is number => value !== undefined);
   return {
     ...first,
-    perSecond: pooled,
-    elapsedMs: runs.reduce((sum, run) => sum + run.elapsedMs, 0),
+    perSecond: pooled.perSecond,
+    elapsedMs: pooled.elapsedMs,
     maxOpenPerHanging: open.length > 0 ? Math.max(...open) : undefined,
     hangingUntouched: untouched.length > 0 ? Math.min(...untouched) : undefined,
     rounds: runs.length,
-    roundRates,
+    roundRates: pooled.roundRates,
   };
 }
 

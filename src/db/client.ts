@@ -74,21 +74,24 @@ export interface PoolDatabaseOptions {
   close?: () => Promise<void>;
 }
 
+/** Something raw SQL runs on: a pg Pool, a pooled connection, or a Client. */
+export interface QueryTarget {
+  query(config: pg.QueryConfig): Promise<pg.QueryResult>;
+}
+
+/** `target` as a Query: each statement named `name` is prepared once per connection under that name. */
+export function queryOn(target: QueryTarget): Query {
+  return async <Row>(text: string, params: unknown[] = [], name?: string) =>
+    (await target.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[];
+}
+
 /** A Database over a pool made elsewhere (an application's, with its own search_path and error handling). */
 export function databaseOnPool(pool: pg.Pool, options: PoolDatabaseOptions): Database {
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   return {
     db,
-    query: async <Row>(text: string, params: unknown[] = [], name?: string) => {
-      const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
-      return result.rows as Row[];
-    },
-    transaction: <T>(work: (query: Query) => Promise<T>) =>
-      inTransaction<pg.PoolClient, T>(pool, (client) =>
-        work(async <Row>(text: string, params: unknown[] = [], name?: string) =>
-          (await client.query(name ? { name, text, values: params } : { text, values: params })).rows as Row[],
-        ),
-      ),
+    query: queryOn(pool),
+    transaction: <T>(work: (query: Query) => Promise<T>) => inTransaction<pg.PoolClient, T>(pool, (client) => work(queryOn(client))),
     transactionDb: <T>(work: (tx: Db) => Promise<T>) =>
       inTransaction<pg.PoolClient, T>(pool, (client) => work(drizzlePg(client, { schema }) as unknown as Db)),
     withSession: async <T>(work: (client: pg.PoolClient) => Promise<T>) => {
