@@ -13,8 +13,9 @@ import { createTestDatabase, type TestDatabase } from "./support/database.js";
  * may switch a prepared statement to its generic plan, which cannot see the parameters (a LIMIT $2
  * is guessed at a tenth of the table) and is kept until the table is analyzed again. So the
  * generic plan must be safe too: it reaches webhook_deliveries through an index, never a
- * sequential scan, whatever the table's size. The claim is sent unnamed and planned every time
- * (see claimDue): its generic plans are checked all the same, as the other statements'.
+ * sequential scan, whatever the table's size. The worker names the claim only while the table's
+ * statistics are current (test/claim-statistics.test.ts); its generic plans are checked as the
+ * other statements'.
  */
 
 let testDb: TestDatabase;
@@ -69,22 +70,34 @@ describe("the claim loop's statements", () => {
     }
   }
 
-  it("claim: is never kept as a prepared statement, so no generic plan made on a small table can outlive its growth", async () => {
+  it("claim: kept as a prepared statement only when named, and reports the rows its statistics describe", async () => {
     const query = queryOn(client);
-    for (let run = 0; run < 8; run++) {
+    const claimTen = async (named: boolean) => {
       await client.query("begin");
-      const claim = await claimDue(query, {
-        workerId: "plans",
-        limit: 10,
-        leaseMarginMs: 5_000,
-        destinationConcurrency: 64,
-        maxInterruptions: 5,
-      });
-      await client.query("rollback");
-      expect(claim.deliveries).toHaveLength(10);
-    }
-    const prepared = await client.query<{ statement: string }>("select statement from pg_prepared_statements");
-    expect(prepared.rows.filter((row) => row.statement.includes("webhook_deliveries"))).toEqual([]);
+      try {
+        return await claimDue(query, { workerId: "plans", limit: 10, leaseMarginMs: 5_000, destinationConcurrency: 64, maxInterruptions: 5, named });
+      } finally {
+        await client.query("rollback");
+      }
+    };
+    const prepared = async () =>
+      (await client.query<{ name: string }>("select name from pg_prepared_statements where statement like '%webhook_deliveries%'")).rows.map(
+        (row) => row.name,
+      );
+    for (let run = 0; run < 8; run++) expect((await claimTen(false)).deliveries).toHaveLength(10);
+    expect(await prepared()).toEqual([]);
+
+    const claim = await claimTen(true);
+    expect(claim.deliveries).toHaveLength(10);
+    expect(await prepared()).toEqual(["outbox_claim"]);
+    const [table] = (
+      await client.query<{ reltuples: number }>(
+        "select reltuples::float8 as reltuples from pg_class where oid = 'webhook_outbox.webhook_deliveries'::regclass",
+      )
+    ).rows;
+    expect(claim.table.rows).toBe(table!.reltuples);
+    expect(claim.table.rows).toBeGreaterThanOrEqual(5_000);
+    expect(claim.table.liveRows).toBeGreaterThanOrEqual(5_000);
   });
 
   it("claim: the due rows come from the partial claim index", async () => {

@@ -2,6 +2,14 @@ import type { Query } from "../../db/client.js";
 import { deliveriesInsertFrom, OUTBOX_CHANNEL } from "../enqueue.js";
 import { OPERATIONAL_EVENT_TYPES_SQL, operationalSource } from "../operational-webhooks.js";
 
+/** The rows webhook_deliveries' statistics describe, and the rows it has now. */
+export interface TableCounts {
+  /** `pg_class.reltuples`, from its last ANALYZE or VACUUM (0 if never). */
+  rows: number;
+  /** `n_live_tup`: the statistics' count plus the rows inserted and less those deleted since, as committed. */
+  liveRows: number;
+}
+
 /*
  * The claim: one round trip takes a batch of due deliveries under a lease, at most the free room of
  * each destination (host:port), and applies the circuit of each destination (tenant, URL): an open
@@ -37,6 +45,8 @@ export interface Claim {
    * for room, which only an attempt of theirs that ends can make.
    */
   capped: string[];
+  /** The rows webhook_deliveries' statistics describe, and the rows it has now. */
+  table: TableCounts;
 }
 
 export interface ClaimInput {
@@ -74,6 +84,12 @@ export interface ClaimInput {
    * @defaultValue []
    */
   ended?: string[];
+  /**
+   * Send it as the named statement `outbox_claim` (planned once, its plan kept per connection)
+   * rather than unnamed (planned every time). Safe only while the table's statistics are current.
+   * @defaultValue false
+   */
+  named?: boolean;
 }
 
 export const CLAIM_SQL = `
@@ -278,12 +294,13 @@ tenant_secrets as materialized (
   from (select distinct tenant_id from claimed) t
 )
 select c.id, c.tenant_id, c.url, c.destination, c.body, c.attempt_count, c.max_attempts, c.interruptions,
-       c.retry_delays_ms, c.timeout_ms, c.connect_timeout_ms, k.secrets, null::text[] as capped
+       c.retry_delays_ms, c.timeout_ms, c.connect_timeout_ms, k.secrets, null::text[] as capped,
+       null::float8 as statistics_rows, null::float8 as live_rows
 from claimed c
 join tenant_secrets k on k.tenant_id = c.tenant_id
 union all
 -- The last row: no delivery, the destinations left at their cap (and a NOTIFY, at the commit, for
--- operational webhooks enqueued).
+-- operational webhooks enqueued), and the rows the table's statistics describe and the rows it has now.
 select null, null, null, null, null, null, null, null, null, null, null, null,
        array(
          select r.destination from ranked r
@@ -291,22 +308,28 @@ select null, null, null, null, null, null, null, null, null, null, null, null,
          having max(r.slot) >= max(r.cap)
          union
          select b.destination from busy b where b.held >= b.cap
-       )
+       ),
+       (select greatest(c.reltuples, 0)::float8 from pg_catalog.pg_class c where c.oid = 'webhook_outbox.webhook_deliveries'::regclass),
+       pg_stat_get_live_tuples('webhook_outbox.webhook_deliveries'::regclass)::float8
 from (select 1) one
 left join lateral (select pg_notify('${OUTBOX_CHANNEL}', '') where exists (select from operational)) notified on true`;
 
-type ClaimRow = Omit<ClaimedDelivery, "id"> & { id: string | null; capped: string[] | null };
+type ClaimRow = Omit<ClaimedDelivery, "id"> & {
+  id: string | null;
+  capped: string[] | null;
+  statistics_rows: number | null;
+  live_rows: number | null;
+};
 
 /**
  * Claims up to `limit` due deliveries, at most each destination's free room.
  *
- * Sent unnamed, so Postgres plans it for its parameters and the table's current size every time.
- * A named statement would switch to its cached generic plan after five executions wherever the
- * table is small (a fresh database, an idle one), and a generic plan made while webhook_deliveries
- * is nearly empty may reach each claimed row by id through webhook_deliveries_destination_created_idx
- * (id is its last column): a scan of that whole index per row, kept as the table grows until an
- * ANALYZE, about 110 ms a claim at 100k rows instead of 5. On a large table Postgres plans the claim
- * every time anyway; on a small one the planning costs about 1.5 ms of its CPU a claim.
+ * Sent as the named statement `outbox_claim` when `input.named`, else unnamed: planned for its
+ * parameters and the table's current size every time. The worker names it only while the table's
+ * statistics are current (see ../worker/table-statistics.ts): a generic plan made while
+ * webhook_deliveries was nearly empty may reach each claimed row by id through
+ * webhook_deliveries_destination_created_idx (id is its last column), a scan of that whole index
+ * per row, kept as the table grows until an ANALYZE: about 110 ms a claim at 100k rows instead of 5.
  */
 export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> {
   const rows = await query<ClaimRow>(
@@ -322,12 +345,16 @@ export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> 
       input.fastDestinationConcurrency ?? input.destinationConcurrency,
       input.fastDestinations ?? [],
     ],
+    input.named ? "outbox_claim" : undefined,
   );
   const deliveries: ClaimedDelivery[] = [];
   let capped: string[] = [];
+  let table: TableCounts = { rows: 0, liveRows: 0 };
   for (const row of rows) {
-    if (row.id === null) capped = row.capped ?? [];
-    else deliveries.push(row as ClaimedDelivery);
+    if (row.id === null) {
+      capped = row.capped ?? [];
+      table = { rows: row.statistics_rows ?? 0, liveRows: row.live_rows ?? 0 };
+    } else deliveries.push(row as ClaimedDelivery);
   }
-  return { deliveries, capped };
+  return { deliveries, capped, table };
 }

@@ -6,6 +6,7 @@ import type { AttemptResult } from "../../delivery/outcome.js";
 import { signatureHeaders } from "../../delivery/signing.js";
 import { decideAttempt, interruptedRecord, noSecretResult } from "../attempt-record.js";
 import { OUTBOX_CHANNEL } from "../enqueue.js";
+import { analyzeDeliveries } from "../sql/analyze.js";
 import { claimDue, type Claim, type ClaimedDelivery } from "../sql/claim.js";
 import type { AttemptRecord } from "../sql/record.js";
 import { releaseClaims } from "../sql/release.js";
@@ -14,6 +15,7 @@ import { CappedRoom } from "./capped-room.js";
 import { Dispatcher } from "./dispatcher.js";
 import { WORKER_DEFAULTS, type WorkerOptions, type WorkerSettings } from "./options.js";
 import { ResultWriter } from "./result-writer.js";
+import { TableStatistics } from "./table-statistics.js";
 import { Wake } from "./wake.js";
 
 export { WORKER_DEFAULTS, type WorkerOptions, type WorkerSettings } from "./options.js";
@@ -42,6 +44,9 @@ export class OutboxWorker {
   private readonly capped = new CappedRoom();
   /** Destinations that answer quickly: only these may hold more than `destinationConcurrency`. */
   private readonly answering: AnsweringDestinations;
+  /** Whether the planner's picture of webhook_deliveries is current: the claim is named only then. */
+  private readonly statistics = new TableStatistics();
+  private analyzing: Promise<void> = Promise.resolve();
   private lastClaimAt = -Infinity;
   private lastClaimFull = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -106,6 +111,7 @@ export class OutboxWorker {
     this.state = "stopping";
     this.wake.wake();
     await this.loopDone;
+    await this.analyzing;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
     await this.unlisten?.().catch(() => undefined);
@@ -157,6 +163,7 @@ export class OutboxWorker {
           fastDestinations: this.answering.list(),
           maxInterruptions: this.settings.maxInterruptions,
           ended: this.writer.pendingIds(),
+          named: this.statistics.named,
         });
         dbBackoffMs = 0;
       } catch (error) {
@@ -166,6 +173,7 @@ export class OutboxWorker {
         await this.wake.wait(dbBackoffMs);
         continue;
       }
+      if (this.statistics.observe(claim.table)) this.analyze(claim.table);
       const claimed = claim.deliveries;
       this.options.onClaim?.(claimed.length);
       if (this.state !== "running") {
@@ -184,6 +192,14 @@ export class OutboxWorker {
   /** More is due than the last claim could take: it came back full, or left a destination at its cap. */
   private inBacklog(): boolean {
     return this.lastClaimFull || this.capped.any;
+  }
+
+  /** New statistics for the table, beside the claim loop (which claims unnamed meanwhile). */
+  private analyze(table: Claim["table"]): void {
+    this.logger.info(table, "analyzing webhook_deliveries: it holds more than twice the rows its statistics describe");
+    this.analyzing = analyzeDeliveries(this.options.database.query)
+      .catch((error: unknown) => this.logger.warn({ err: error }, "analyze of webhook_deliveries failed; autovacuum will do it"))
+      .finally(() => this.statistics.analyzeEnded());
   }
 
   private async release(deliveryIds: string[]): Promise<void> {
