@@ -111,7 +111,6 @@ export class OutboxWorker {
     this.state = "stopping";
     this.wake.wake();
     await this.loopDone;
-    await this.analyzing;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
     await this.unlisten?.().catch(() => undefined);
@@ -120,6 +119,8 @@ export class OutboxWorker {
     // Records are written while the database answers; a lost one is recovered through its lease.
     await this.dispatcher.idle(1_000);
     await this.writer.drain(Date.now() + Math.max(this.settings.shutdownGraceMs, 1_000));
+    // An ANALYZE of ours (a sample of the table, seconds at most) ends before the pool does.
+    await this.analyzing;
     const unrecorded = this.dispatcher.busy + this.writer.pending;
     if (unrecorded > 0) {
       this.logger.warn({ unrecorded }, "stopped with unrecorded attempts; their leases will return them to the queue");
