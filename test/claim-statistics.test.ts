@@ -1,10 +1,9 @@
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDueDeliveries } from "../bench/lib/seed.js";
-import type { Query } from "../src/db/client.js";
+import { openDatabase, type Database, type Query } from "../src/db/client.js";
 import { HttpSender } from "../src/delivery/http-sender.js";
 import { UrlPolicy } from "../src/delivery/url-policy.js";
-import { openDatabase, type Database } from "../src/db/client.js";
 import { ANALYZE_SQL } from "../src/outbox/sql/analyze.js";
 import { CLAIM_SQL } from "../src/outbox/sql/claim.js";
 import { OutboxWorker } from "../src/outbox/worker/worker.js";
@@ -53,7 +52,7 @@ const succeeded = async () =>
   (await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'"))[0]!.n;
 
 /** A worker on `database` whose claims' statement names (undefined: unnamed) and ANALYZEs are noted. */
-function startWorker(database: Database, names: Array<string | undefined>, analyzes: string[] = []): OutboxWorker {
+function workerOn(database: Database, names: Array<string | undefined>, analyzes: string[] = []): OutboxWorker {
   const query: Query = (text, params, name) => {
     if (text === CLAIM_SQL) names.push(name);
     if (text === ANALYZE_SQL) analyzes.push(text);
@@ -62,7 +61,7 @@ function startWorker(database: Database, names: Array<string | undefined>, analy
   return new OutboxWorker({
     database: { query, listen: database.listen },
     sender,
-    logger: pino({ level: process.env.TLOG ?? "silent" }),
+    logger: pino({ level: "silent" }),
     pollIntervalMs: 50,
   });
 }
@@ -94,7 +93,7 @@ describe("the claim and the table's statistics", () => {
     expect(await analyzedRows()).toBe(1);
     await grow(3_000);
 
-    worker = startWorker(testDb.database, claimNames);
+    worker = workerOn(testDb.database, claimNames);
     await worker.start();
 
     await eventually(async () => ((await succeeded()) === 3_001 ? true : undefined), 30_000, "every delivery sent");
@@ -138,7 +137,7 @@ describe("the claim and the table's statistics", () => {
     await grow(2 * existing + 1_000);
     const names: Array<string | undefined> = [];
     const analyzes: string[] = [];
-    worker = startWorker(guestDatabase, names, analyzes);
+    worker = workerOn(guestDatabase, names, analyzes);
     await worker.start();
     const total = 3 * existing + 1_000;
     await eventually(async () => ((await succeeded()) === total ? true : undefined), 60_000, "every delivery sent");
