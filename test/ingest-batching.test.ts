@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryOn, type Database, type Query } from "../src/db/client.js";
 import { ApiKeyRejectedError } from "../src/errors.js";
 import { JobCreates } from "../src/jobs/job-creates.js";
+import { KnownJobStates } from "../src/jobs/known-job-states.js";
 import type { JobService, NewJob } from "../src/jobs/job-service.js";
 import { createApiKey } from "../src/tenants/key-lifecycle.js";
 import { hashApiKey } from "../src/tenants/credentials.js";
@@ -131,7 +132,7 @@ describe("create batching", () => {
       if (name === "job_insert") events.push("statement sent");
       return testDb.database.query(text, params, name);
     };
-    const creates = new JobCreates({ query, concurrency: 1, jobTimeoutMs: 600_000 });
+    const creates = new JobCreates({ query, concurrency: 1, jobTimeoutMs: 600_000, known: new KnownJobStates(0) });
     const insert = (prompt: string) => ({
       ...newJob(prompt),
       apiKeyHash: hashApiKey(tenant.apiKey),

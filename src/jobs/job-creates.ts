@@ -2,6 +2,7 @@ import type { Query } from "../db/client.js";
 import { ApiKeyRejectedError, IdempotencyKeyReusedError } from "../errors.js";
 import * as jobSql from "./job-sql.js";
 import { toView, type JobView } from "./job-view.js";
+import type { KnownJobStates } from "./known-job-states.js";
 import { NaturalBatcher } from "./natural-batcher.js";
 
 /*
@@ -45,6 +46,8 @@ export interface JobCreatesOptions {
   concurrency: number;
   /** A new job's deadline, from its creation. */
   jobTimeoutMs: number;
+  /** Where each new job is remembered as written, so its first report need not read it. */
+  known: KnownJobStates;
 }
 
 export class JobCreates {
@@ -88,9 +91,14 @@ export class JobCreates {
       return;
     }
     release?.();
+    const { known } = this.options;
     batch.forEach((create, at) => {
       const result = inserted[at];
-      if (result?.kind === "created") create.resolve({ view: toView(result.job, result.projects), replayed: false });
+      if (result?.kind === "created") {
+        known.clock.observe(result.job.createdAt);
+        known.remember({ job: result.job, projects: result.projects, version: result.version });
+        create.resolve({ view: toView(result.job, result.projects), replayed: false });
+      }
       else if (result?.kind === "answered" && result.requestHash === create.insert.requestHash) {
         create.resolve({ view: toView(result.job, result.projects), replayed: true });
       } else if (result?.kind === "answered") create.reject(new IdempotencyKeyReusedError());

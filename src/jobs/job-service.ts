@@ -13,6 +13,7 @@ import { STATEMENT_CONCURRENCY } from "./natural-batcher.js";
 import * as jobSql from "./job-sql.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { toProjectSnapshot, toView, type JobView } from "./job-view.js";
+import { KnownJobStates } from "./known-job-states.js";
 import { JOB_COMPLETED_EVENT, buildWebhookPayload } from "./payloads.js";
 import { ProjectReports, type ProjectUpdate } from "./project-reports.js";
 import { jobStatusFromProjects, isTerminalJob } from "./status.js";
@@ -38,6 +39,12 @@ export interface JobServiceOptions {
    * @defaultValue STATEMENT_CONCURRENCY (1)
    */
   createConcurrency?: number;
+  /**
+   * Jobs remembered as this process last wrote them, so that a report on one skips its read
+   * (known-job-states.ts); 0 remembers none. About 1 KB each.
+   * @defaultValue 10000
+   */
+  knownJobs?: number;
 }
 
 export interface NewJob {
@@ -75,15 +82,18 @@ export class JobService {
 
   constructor(private readonly options: JobServiceOptions) {
     this.notifier = options.notifier ?? new OutboxNotifier(options.database);
+    const known = new KnownJobStates(options.knownJobs ?? 10_000);
     this.creates = new JobCreates({
       query: options.database.query,
       concurrency: options.createConcurrency ?? STATEMENT_CONCURRENCY,
       jobTimeoutMs: options.jobTimeoutMs,
+      known,
     });
     this.reports = new ProjectReports({
       database: options.database,
       concurrency: options.reportConcurrency ?? STATEMENT_CONCURRENCY,
       webhookOf: (job, projects, url) => this.webhookOf(job, projects, url),
+      known,
     });
   }
 

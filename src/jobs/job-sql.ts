@@ -197,7 +197,7 @@ with report as (
   from report r join locked l on l.id = r.job_id and l.xmin = r.version
   -- A project deleted since the read writes nothing of its report: no job settles without its project.
   where j.id = r.job_id and exists (select from webhook_outbox.job_projects p where p.job_id = r.job_id and p.index = r.index)
-  returning j.id
+  returning j.id, j.xmin::text as version
 ), project as (
   update webhook_outbox.job_projects p
   set status = r.project_status, video_url = r.video_url, seed = r.seed, error_code = r.error_code,
@@ -207,21 +207,20 @@ with report as (
   returning p.job_id
 ), ${deliveriesInsert(REPORTS_PARAMS, "o.job_id in (select id from job)")}
 select r.job_id as id,
+       (select job.version from job where job.id = r.job_id) as version,
        exists (select from job where job.id = r.job_id) as written,
        exists (select from project where project.job_id = r.job_id) as project_written,
        exists (select from inserted where inserted.job_id = r.job_id) as enqueued
 from report r`;
 
-export type ReportWritten = "stale" | "written" | "enqueued";
+/** Per job: "stale" when it moved since it was read (nothing of the report written), else what was written and the job row's new version. */
+export type ReportWritten = { outcome: "stale" } | { outcome: "written" | "enqueued"; version: string };
 
-/**
- * Applies reports built from `readJobStates`, one per job, in one statement: per job, "stale" when
- * it moved since it was read (nothing of that report is written), else what was written.
- */
+/** Applies reports built from `readJobStates`, one per job, in one statement. */
 export async function writeReports(query: Query, writes: ReportWrite[]): Promise<Map<string, ReportWritten>> {
   const column = <T>(pick: (write: ReportWrite) => T) => writes.map(pick);
   const deliveries = writes.flatMap((write) => (write.delivery ? [write.delivery] : []));
-  const rows = await query<{ id: string; written: boolean; project_written: boolean; enqueued: boolean }>(
+  const rows = await query<{ id: string; version: string | null; written: boolean; project_written: boolean; enqueued: boolean }>(
     REPORTS_SQL,
     REPORTS_PARAMS.values({
       job_id: column((w) => w.jobId),
@@ -242,12 +241,12 @@ export async function writeReports(query: Query, writes: ReportWrite[]): Promise
   );
   const outcomes = new Map<string, ReportWritten>();
   for (const row of rows) {
-    if (!row.written) {
-      outcomes.set(row.id, "stale");
+    if (!row.written || row.version === null) {
+      outcomes.set(row.id, { outcome: "stale" });
       continue;
     }
     if (!row.project_written) throw new Error(`a reported project of job ${row.id} vanished while its job row was locked`);
-    outcomes.set(row.id, row.enqueued ? "enqueued" : "written");
+    outcomes.set(row.id, { outcome: row.enqueued ? "enqueued" : "written", version: row.version });
   }
   return outcomes;
 }
@@ -341,7 +340,7 @@ with input as (
   select id, tenant_id, api_flavor, prompt, webhook_url, now() + $8::float8 * interval '1 millisecond'
   from admitted
   order by ord
-  returning ${JOB_COLUMNS}
+  returning xmin::text as version, ${JOB_COLUMNS}
 ), project as (
   insert into webhook_outbox.job_projects (job_id, index, seed)
   select a.id, g.index, a.seed
@@ -358,7 +357,7 @@ with input as (
   from job j join admitted a on a.id = j.id
   where a.idempotency_key is not null and (select count(*) from expired) >= 0
 )
-select i.ord, i.allowed, pr.request_hash as prior_hash, pr.response as prior_response, ${prefixed("j.", JOB_COLUMNS)},
+select i.ord, i.allowed, pr.request_hash as prior_hash, pr.response as prior_response, j.version, ${prefixed("j.", JOB_COLUMNS)},
        p.id as p_id, p.index as p_index, p.status as p_status, p.video_url as p_video_url, p.seed as p_seed,
        p.error_code as p_error_code, p.error_message as p_error_message, p.updated_at as p_updated_at
 from checked i
@@ -372,6 +371,7 @@ order by i.ord, p.index`;
 type InsertedJobRecord = Omit<JobStateRecord, "id" | "version" | "read_at"> & {
   ord: string;
   id: string | null;
+  version: string | null;
   allowed: boolean;
   prior_hash: string | null;
   prior_response: { job: JobRecordJson; projects: ProjectRecordJson[] } | null;
@@ -388,7 +388,7 @@ type ProjectRecordJson = Omit<ProjectRecord, "updated_at" | "seed"> & { updated_
  * window: the request hash it was made with, and that job as first written).
  */
 export type InsertedJob =
-  | { kind: "created"; job: JobRow; projects: ProjectRow[] }
+  | { kind: "created"; job: JobRow; projects: ProjectRow[]; version: string }
   | { kind: "refused" }
   | { kind: "answered"; requestHash: string; job: JobRow; projects: ProjectRow[] };
 
@@ -448,7 +448,8 @@ export async function insertJobs(
     if (row.id === null) continue;
     let created = results[at];
     if (created?.kind !== "created") {
-      created = { kind: "created", job: toJob({ ...row, id: row.id }), projects: [] };
+      // The job CTE returns the version with the id: both are set on an inserted job's rows.
+      created = { kind: "created", job: toJob({ ...row, id: row.id }), projects: [], version: row.version as string };
       results[at] = created;
     }
     if (row.p_id === null) continue;

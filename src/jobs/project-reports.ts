@@ -4,13 +4,16 @@ import type { NewDelivery } from "../outbox/enqueue.js";
 import * as jobSql from "./job-sql.js";
 import type { JobRow, ProjectRow } from "./job-sql.js";
 import { toView, type JobView } from "./job-view.js";
+import type { KnownJobStates } from "./known-job-states.js";
 import { NaturalBatcher } from "./natural-batcher.js";
 import { jobStatusFromProjects, isTerminalJob, isTerminalProject } from "./status.js";
 
 /*
  * The generation backend's reports on projects: the API's hottest write. A report is one unlocked
  * read, then one statement that writes the project, the job and (on the terminal transition) its
- * webhook row, applied only if the job has not moved since the read. Reports that arrive while
+ * webhook row, applied only if the job has not moved since the read. On a job this process has just
+ * written (created it, or applied its last report), the read is skipped: the write is planned from
+ * the job as written (known-job-states.ts), under the same guard. Reports that arrive while
  * the process's report statements are all busy share the next read and the next write (and so one
  * commit), one report per job each. Of concurrent reports on one job, one wins each round and the
  * others read again; after a few lost rounds a report queues behind the job's row lock instead, so
@@ -41,11 +44,14 @@ interface PendingReport {
   index: number;
   update: ProjectUpdate;
   lostRounds: number;
+  /** Planned from the job as this process last wrote it, not from a read. */
+  guessed?: boolean;
   resolve: (report: AppliedReport) => void;
   reject: (error: unknown) => void;
 }
 
-type WritePlan = { view: JobView; write: jobSql.ReportWrite };
+/** A report's write, the answer it gives, and the job and projects as the write leaves them. */
+type WritePlan = { view: JobView; write: jobSql.ReportWrite; job: JobRow; projects: ProjectRow[] };
 type ReportPlan = WritePlan | { view: JobView; write?: undefined };
 
 export interface ProjectReportsOptions {
@@ -54,6 +60,8 @@ export interface ProjectReportsOptions {
   concurrency: number;
   /** The webhook row of a job this report makes terminal. */
   webhookOf: (job: JobRow, projects: ProjectRow[], url: string) => NewDelivery;
+  /** The jobs this process has just written; a report on one of them skips its read. */
+  known: KnownJobStates;
 }
 
 export class ProjectReports {
@@ -78,28 +86,38 @@ export class ProjectReports {
   }
 
   /**
-   * One optimistic round for a batch of reports on distinct jobs: one read, one write. The batcher's
-   * slot is released once the write has answered, before the reports are settled.
+   * One optimistic round for a batch of reports on distinct jobs: one read (of the jobs not known
+   * as just written), one write. The batcher's slot is released once the write has answered, before
+   * the reports are settled.
    */
   private async applyBatch(batch: PendingReport[], release: () => void): Promise<void> {
-    let states: Map<string, jobSql.JobState>;
-    try {
-      states = await jobSql.readJobStates(
-        this.options.database.query,
-        batch.map((report) => report.jobId),
-      );
-    } catch {
-      // One bad report must not fail the others: each goes alone, and fails alone if it must.
-      return this.applyEachLocked(batch);
-    }
     const planned: Array<{ report: PendingReport; plan: WritePlan }> = [];
+    const unknown: PendingReport[] = [];
     for (const report of batch) {
+      const plan = this.guessedPlan(report);
+      if (plan) planned.push({ report, plan });
+      else unknown.push(report);
+    }
+    if (unknown.length > 0) {
+      let states: Map<string, jobSql.JobState>;
       try {
-        const plan = this.planReport(states.get(report.jobId), report);
-        if (plan.write) planned.push({ report, plan });
-        else report.resolve({ view: plan.view, enqueued: false });
-      } catch (error) {
-        report.reject(error);
+        states = await jobSql.readJobStates(
+          this.options.database.query,
+          unknown.map((report) => report.jobId),
+        );
+      } catch {
+        // One bad report must not fail the others: each goes alone, and fails alone if it must.
+        return this.applyEachLocked(batch);
+      }
+      for (const state of states.values()) this.options.known.clock.observe(state.now);
+      for (const report of unknown) {
+        try {
+          const plan = this.planReport(states.get(report.jobId), report);
+          if (plan.write) planned.push({ report, plan });
+          else report.resolve({ view: plan.view, enqueued: false });
+        } catch (error) {
+          report.reject(error);
+        }
       }
     }
     if (planned.length === 0) return release();
@@ -115,15 +133,49 @@ export class ProjectReports {
     release();
     const outlasted: PendingReport[] = [];
     for (const { report, plan } of planned) {
-      const outcome = written.get(report.jobId);
-      if (outcome === "written" || outcome === "enqueued") {
-        report.resolve({ view: plan.view, enqueued: outcome === "enqueued" });
-      } else if (++report.lostRounds < OPTIMISTIC_ROUNDS) {
-        // Reads again in a later batch (its job's key is free: this batch's write has answered).
-        this.batcher.add(report);
-      } else outlasted.push(report);
+      const result = written.get(report.jobId);
+      if (result && result.outcome !== "stale") {
+        this.remember(plan, result.version);
+        report.resolve({ view: plan.view, enqueued: result.outcome === "enqueued" });
+        continue;
+      }
+      this.options.known.forget(report.jobId);
+      // A stale guess is no lost round: the report has not read the job yet.
+      if (report.guessed) report.guessed = false;
+      else if (++report.lostRounds >= OPTIMISTIC_ROUNDS) {
+        outlasted.push(report);
+        continue;
+      }
+      // Reads again in a later batch (its job's key is free: this batch's write has answered).
+      this.batcher.add(report);
     }
     await this.applyEachLocked(outlasted);
+  }
+
+  /**
+   * The write planned from the job as this process last wrote it, if it knows the job and the
+   * report would write; anything else (a repeated terminal report, a conflict, an unknown project)
+   * is left to a read, and so is every report after a guess of it went stale.
+   */
+  private guessedPlan(report: PendingReport): WritePlan | undefined {
+    if (report.guessed === false) return undefined;
+    const known = this.options.known.get(report.jobId);
+    if (!known) return undefined;
+    try {
+      const plan = this.planReport({ ...known, now: this.options.known.clock.now(known.job.updatedAt) }, report);
+      if (!plan.write) return undefined;
+      report.guessed = true;
+      return plan;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The job as this write left it, for its next report; a terminal job expects none. */
+  private remember({ job, projects }: WritePlan, version: string): void {
+    const { known } = this.options;
+    if (isTerminalJob(job.status)) known.forget(job.id);
+    else known.remember({ job, projects, version });
   }
 
   private async applyEachLocked(reports: PendingReport[]): Promise<void> {
@@ -132,16 +184,20 @@ export class ProjectReports {
 
   /** A report alone, queued behind its job's row lock: it cannot lose a round. */
   private async applyLocked(report: PendingReport): Promise<void> {
+    // Whatever the job was known as, a failed or outlasted round may have changed it.
+    this.options.known.forget(report.jobId);
     try {
-      const applied = await this.options.database.transaction(async (query): Promise<AppliedReport> => {
+      const applied = await this.options.database.transaction(async (query) => {
         if (!(await jobSql.lockJob(query, report.jobId))) throw notFound("job");
         const plan = this.planReport((await jobSql.readJobStates(query, [report.jobId])).get(report.jobId), report);
-        if (!plan.write) return { view: plan.view, enqueued: false };
-        const outcome = (await jobSql.writeReports(query, [plan.write])).get(report.jobId);
-        if (outcome !== "written" && outcome !== "enqueued") throw new Error(`job ${report.jobId} changed while its row lock was held`);
-        return { view: plan.view, enqueued: outcome === "enqueued" };
+        if (!plan.write) return { report: { view: plan.view, enqueued: false } };
+        const result = (await jobSql.writeReports(query, [plan.write])).get(report.jobId);
+        if (!result || result.outcome === "stale") throw new Error(`job ${report.jobId} changed while its row lock was held`);
+        return { report: { view: plan.view, enqueued: result.outcome === "enqueued" }, written: { plan, version: result.version } };
       });
-      report.resolve(applied);
+      // Committed: the job as this transaction left it is the next report's guess.
+      if (applied.written) this.remember(applied.written.plan, applied.written.version);
+      report.resolve(applied.report);
     } catch (error) {
       report.reject(error);
     }
@@ -173,6 +229,8 @@ export class ProjectReports {
     return {
       view: toView(settled, nextProjects),
       write: { jobId, version: state.version, job: settled, project: updated, delivery },
+      job: settled,
+      projects: nextProjects,
     };
   }
 
