@@ -87,6 +87,12 @@ const nowMs = sql`date_trunc('milliseconds', now())`;
 export const OUTBOX_SCHEMA = "webhook_outbox";
 export const outboxSchema = pgSchema(OUTBOX_SCHEMA);
 
+/**
+ * The id of a job or a delivery: time-ordered (UUID version 7, migrations/0010_time_ordered_ids.sql),
+ * so the rows the hot path claims and settles together share index pages.
+ */
+export const TIME_ORDERED_ID = sql`webhook_outbox.uuid_v7()`;
+
 export const tenants = outboxSchema.table("tenants", {
   id: uuid("id").primaryKey().defaultRandom(),
   name: text("name").notNull(),
@@ -133,7 +139,7 @@ export const signingSecrets = outboxSchema.table(
 export const jobs = outboxSchema.table(
   "jobs",
   {
-    id: uuid("id").primaryKey().defaultRandom(),
+    id: uuid("id").primaryKey().default(TIME_ORDERED_ID),
     tenantId: uuid("tenant_id").notNull(),
     apiFlavor: text("api_flavor").$type<ApiFlavor>().notNull(),
     prompt: text("prompt").notNull(),
@@ -359,7 +365,7 @@ export const replays = outboxSchema.table(
 export const webhookDeliveries = outboxSchema.table(
   "webhook_deliveries",
   {
-    id: uuid("id").primaryKey().defaultRandom(),
+    id: uuid("id").primaryKey().default(TIME_ORDERED_ID),
     tenantId: uuid("tenant_id").notNull(),
     /**
      * What produced the delivery, when the job API did: at most one delivery per (job, event type).

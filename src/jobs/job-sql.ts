@@ -325,7 +325,7 @@ with input as (
   join checked c on c.tenant_id = k.tenant_id and c.idempotency_key = k.key
   where c.allowed and k.created_at > now() - $10::float8 * interval '1 millisecond'
 ), admitted as materialized (
-  select gen_random_uuid() as id, c.*
+  select webhook_outbox.uuid_v7() as id, c.*
   from checked c
   where c.allowed
     and not exists (select from prior p where p.tenant_id = c.tenant_id and p.key = c.idempotency_key)

@@ -1,0 +1,2 @@
+ALTER TABLE "webhook_outbox"."jobs" ALTER COLUMN "id" SET DEFAULT webhook_outbox.uuid_v7();--> statement-breakpoint
+ALTER TABLE "webhook_outbox"."webhook_deliveries" ALTER COLUMN "id" SET DEFAULT webhook_outbox.uuid_v7();
