@@ -100,6 +100,15 @@ describe("the claim loop's statements", () => {
     expect(claim.table.liveRows).toBeGreaterThanOrEqual(5_000);
   });
 
+  for (const mode of ["force_generic_plan", "force_custom_plan"] as const) {
+    it(`claim: the ${mode === "force_generic_plan" ? "generic" : "custom"} plan updates each claimed row through its own primary-key lookup`, async () => {
+      await client.query("analyze webhook_outbox.webhook_deliveries");
+      const text = await plan("claim", mode);
+      expect(text).toMatch(/Index Cond: \(id = a\.id\)/);
+      expect(text).not.toMatch(/Join Filter: \(\w+\.id = a\.id\)/);
+    });
+  }
+
   it("claim: the due rows come from the partial claim index", async () => {
     expect(await plan("claim", "force_generic_plan")).toContain("Index Scan using webhook_deliveries_claim_idx");
   });

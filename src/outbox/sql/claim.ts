@@ -241,7 +241,9 @@ taken as (
                                         || '); enable it, then redeliver'
                      else d.last_error end
   from due a
-  where d.id = any(array(select id from due)) and d.id = a.id
+  -- By the id alone: beside a "d.id = any(...)" a plan may take the array as its index condition
+  -- and scan the whole batch again for every row (with time-ordered ids it did: 96 × 96 tuples).
+  where d.id = a.id
   returning d.id, d.tenant_id, d.url, d.destination, d.event_type, d.job_id, d.payload::text as body, a.act, d.attempt_count,
             d.max_attempts, d.interruptions, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, d.last_error,
             a.interrupted, a.previous_attempts, a.previous_owner, a.previous_lease_end
