@@ -8,6 +8,7 @@ import type { JobService, NewJob } from "../src/jobs/job-service.js";
 import { createApiKey } from "../src/tenants/key-lifecycle.js";
 import { hashApiKey } from "../src/tenants/credentials.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
+import { countingDatabase } from "./support/counting-database.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { testJobService } from "./support/job-service.js";
 
@@ -29,20 +30,8 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-/** The test database, counting how many times each named statement ran. */
-function countingDatabase(counts: Map<string, number>): Database {
-  const database = testDb.database;
-  return {
-    ...database,
-    query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
-      if (name) counts.set(name, (counts.get(name) ?? 0) + 1);
-      return database.query<Row>(text, params, name);
-    },
-  };
-}
-
 const serviceCounting = (counts: Map<string, number>): JobService =>
-  testJobService(countingDatabase(counts), { createConcurrency: 1, jobTimeoutMs: 600_000 });
+  testJobService(countingDatabase(testDb.database, counts), { createConcurrency: 1, jobTimeoutMs: 600_000 });
 
 const newJob = (prompt: string, extra: Partial<NewJob> = {}): NewJob => ({
   tenantId: tenant.tenantId,

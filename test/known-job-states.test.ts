@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Database } from "../src/db/client.js";
 import type { JobService, ProjectUpdate } from "../src/jobs/job-service.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
+import { countingDatabase } from "./support/counting-database.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { testJobService } from "./support/job-service.js";
 import { deliveriesOf } from "./support/queries.js";
@@ -24,18 +24,6 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-/** The test database, counting how many times each named statement ran. */
-function countingDatabase(counts: Map<string, number>): Database {
-  const database = testDb.database;
-  return {
-    ...database,
-    query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
-      if (name) counts.set(name, (counts.get(name) ?? 0) + 1);
-      return database.query<Row>(text, params, name);
-    },
-  };
-}
-
 async function newJob(service: JobService, projectCount = 1): Promise<string> {
   const job = await service.create({
     tenantId: tenant.tenantId,
@@ -53,7 +41,7 @@ const processing: ProjectUpdate = { status: "processing" };
 describe("reports on jobs this process has just written", () => {
   it("write without reading the job: after its create, and after its last report", async () => {
     const counts = new Map<string, number>();
-    const service = testJobService(countingDatabase(counts));
+    const service = testJobService(countingDatabase(testDb.database, counts));
     const jobId = await newJob(service, 2);
 
     expect((await service.updateProject(jobId, 0, processing)).status).toBe("processing");
@@ -70,7 +58,7 @@ describe("reports on jobs this process has just written", () => {
 
   it("read a job another process moved since, and keep what that process wrote", async () => {
     const counts = new Map<string, number>();
-    const here = testJobService(countingDatabase(counts));
+    const here = testJobService(countingDatabase(testDb.database, counts));
     const elsewhere = testJobService(testDb.database);
     const jobId = await newJob(here, 2);
 
@@ -89,7 +77,7 @@ describe("reports on jobs this process has just written", () => {
 
   it("decide on a read what the guess would not write: a repeated or conflicting terminal report", async () => {
     const counts = new Map<string, number>();
-    const service = testJobService(countingDatabase(counts));
+    const service = testJobService(countingDatabase(testDb.database, counts));
     const jobId = await newJob(service, 2);
     await service.updateProject(jobId, 0, completed);
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../src/db/client.js";
 import type { JobService, ProjectUpdate } from "../src/jobs/job-service.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
+import { countingDatabase } from "./support/counting-database.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { testJobService } from "./support/job-service.js";
 import { deliveriesOf } from "./support/queries.js";
@@ -23,18 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await testDb?.drop();
 });
-
-/** The test database, counting how many times each named statement ran. */
-function countingDatabase(counts: Map<string, number>): Database {
-  const database = testDb.database;
-  return {
-    ...database,
-    query<Row>(text: string, params?: unknown[], name?: string): Promise<Row[]> {
-      if (name) counts.set(name, (counts.get(name) ?? 0) + 1);
-      return database.query<Row>(text, params, name);
-    },
-  };
-}
 
 const jobService = (database: Database = testDb.database): JobService => testJobService(database, { reportConcurrency: 1 });
 
@@ -60,7 +49,7 @@ describe("report batching", () => {
   it("writes a burst of reports on different jobs in two statements, each job with its own webhook", async () => {
     const jobIds = await Promise.all(Array.from({ length: 20 }, () => newJob()));
     const counts = new Map<string, number>();
-    const service = jobService(countingDatabase(counts));
+    const service = jobService(countingDatabase(testDb.database, counts));
 
     const views = await Promise.all(jobIds.map((jobId) => service.updateProject(jobId, 0, completed)));
 
