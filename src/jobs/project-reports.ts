@@ -44,8 +44,11 @@ interface PendingReport {
   index: number;
   update: ProjectUpdate;
   lostRounds: number;
-  /** Planned from the job as this process last wrote it, not from a read. */
-  guessed?: boolean;
+  /**
+   * Whether its write was planned from the job as this process last wrote it (known-job-states.ts):
+   * not yet tried, planned so (no read), or stale (that write changed nothing; from then on it reads).
+   */
+  guess: "untried" | "planned" | "stale";
   resolve: (report: AppliedReport) => void;
   reject: (error: unknown) => void;
 }
@@ -81,7 +84,7 @@ export class ProjectReports {
   /** Resolves once the report has committed (or changed nothing: a repeated terminal report). */
   apply(jobId: string, index: number, update: ProjectUpdate): Promise<AppliedReport> {
     return new Promise<AppliedReport>((resolve, reject) =>
-      this.batcher.add({ jobId, index, update, lostRounds: 0, resolve, reject }),
+      this.batcher.add({ jobId, index, update, lostRounds: 0, guess: "untried", resolve, reject }),
     );
   }
 
@@ -141,7 +144,7 @@ export class ProjectReports {
       }
       this.options.known.forget(report.jobId);
       // A stale guess is no lost round: the report has not read the job yet.
-      if (report.guessed) report.guessed = false;
+      if (report.guess === "planned") report.guess = "stale";
       else if (++report.lostRounds >= OPTIMISTIC_ROUNDS) {
         outlasted.push(report);
         continue;
@@ -158,13 +161,13 @@ export class ProjectReports {
    * is left to a read, and so is every report after a guess of it went stale.
    */
   private guessedPlan(report: PendingReport): WritePlan | undefined {
-    if (report.guessed === false) return undefined;
+    if (report.guess === "stale") return undefined;
     const known = this.options.known.get(report.jobId);
     if (!known) return undefined;
     try {
       const plan = this.planReport({ ...known, now: this.options.known.clock.now(known.job.updatedAt) }, report);
       if (!plan.write) return undefined;
-      report.guessed = true;
+      report.guess = "planned";
       return plan;
     } catch {
       return undefined;
