@@ -98,8 +98,7 @@ export class JobCreates {
         known.clock.observe(result.job.createdAt);
         known.remember({ job: result.job, projects: result.projects, version: result.version });
         create.resolve({ view: toView(result.job, result.projects), replayed: false });
-      }
-      else if (result?.kind === "answered" && result.requestHash === create.insert.requestHash) {
+      } else if (result?.kind === "answered" && result.requestHash === create.insert.requestHash) {
         create.resolve({ view: toView(result.job, result.projects), replayed: true });
       } else if (result?.kind === "answered") create.reject(new IdempotencyKeyReusedError());
       else create.reject(new ApiKeyRejectedError());
