@@ -12,6 +12,7 @@ import { NaturalBatcher } from "./natural-batcher.js";
  * refuses for its data wrote nothing; each of its creates then goes alone, so one bad create fails
  * by itself. Any other failure (a lost connection, a server shutting down) leaves unknown whether
  * the statement committed: its creates all fail with it, none is retried, none is written twice.
+ * Each new job is remembered as inserted (known-job-states.ts), so its first report need not read it.
  *
  * A create with an Idempotency-Key already used within IDEMPOTENCY_WINDOW_MS is answered with the
  * job that key made (the same request) or refused (another request). Two creates of one key that
