@@ -48,6 +48,25 @@ async function grow(count: number): Promise<void> {
   );
 }
 
+/** The live rows the statistics system counts for the table, as the claim reads them. */
+const liveRows = async () =>
+  (
+    await testDb.database.query<{ live: number }>(
+      "select pg_stat_get_live_tuples('webhook_outbox.webhook_deliveries'::regclass)::float8 as live",
+    )
+  )[0]!.live;
+
+/**
+ * `grow(count)`, then waits until the statistics system counts those rows. A backend reports what
+ * it inserted when it next goes idle, but no sooner than a second after its last report (up to
+ * 10 s later): a worker started before that would see the table as it was.
+ */
+async function growCounted(count: number): Promise<void> {
+  const before = await liveRows();
+  await grow(count);
+  await eventually(async () => ((await liveRows()) >= before + count ? true : undefined), 20_000, `${count} more live rows counted`);
+}
+
 const succeeded = async () =>
   (await testDb.database.query<{ n: number }>("select count(*)::int as n from webhook_outbox.webhook_deliveries where status = 'succeeded'"))[0]!.n;
 
@@ -91,7 +110,7 @@ afterAll(async () => {
 describe("the claim and the table's statistics", () => {
   it("claims unnamed and analyzes the table once it outgrows its statistics, then claims named", async () => {
     expect(await analyzedRows()).toBe(1);
-    await grow(3_000);
+    await growCounted(3_000);
 
     worker = workerOn(testDb.database, claimNames);
     await worker.start();
@@ -134,7 +153,7 @@ describe("the claim and the table's statistics", () => {
     const [{ n: existing }] = (await testDb.database.query<{ n: number }>(
       "select count(*)::int as n from webhook_outbox.webhook_deliveries",
     )) as [{ n: number }];
-    await grow(2 * existing + 1_000);
+    await growCounted(2 * existing + 1_000);
     const names: Array<string | undefined> = [];
     const analyzes: string[] = [];
     worker = workerOn(guestDatabase, names, analyzes);
