@@ -91,7 +91,7 @@ export const outboxSchema = pgSchema(OUTBOX_SCHEMA);
  * The id of a job or a delivery: time-ordered (UUID version 7, migrations/0010_time_ordered_ids.sql),
  * so the rows the hot path claims and settles together share index pages.
  */
-export const TIME_ORDERED_ID = sql`webhook_outbox.uuid_v7()`;
+const TIME_ORDERED_ID = sql`webhook_outbox.uuid_v7()`;
 
 export const tenants = outboxSchema.table("tenants", {
   id: uuid("id").primaryKey().defaultRandom(),

@@ -93,10 +93,12 @@ export class JobCreates {
     }
     release?.();
     const { known } = this.options;
+    // Every job of the statement has its transaction's now() as created_at.
+    const first = inserted.find((result) => result.kind === "created");
+    if (first?.kind === "created") known.clock.observe(first.job.createdAt);
     batch.forEach((create, at) => {
       const result = inserted[at];
       if (result?.kind === "created") {
-        known.clock.observe(result.job.createdAt);
         known.remember({ job: result.job, projects: result.projects, version: result.version });
         create.resolve({ view: toView(result.job, result.projects), replayed: false });
       } else if (result?.kind === "answered" && result.requestHash === create.insert.requestHash) {

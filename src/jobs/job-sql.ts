@@ -207,8 +207,8 @@ with report as (
   returning p.job_id
 ), ${deliveriesInsert(REPORTS_PARAMS, "o.job_id in (select id from job)")}
 select r.job_id as id,
+       -- Null: the job had moved (nothing of its report written).
        (select job.version from job where job.id = r.job_id) as version,
-       exists (select from job where job.id = r.job_id) as written,
        exists (select from project where project.job_id = r.job_id) as project_written,
        exists (select from inserted where inserted.job_id = r.job_id) as enqueued
 from report r`;
@@ -220,7 +220,7 @@ export type ReportWritten = { outcome: "stale" } | { outcome: "written" | "enque
 export async function writeReports(query: Query, writes: ReportWrite[]): Promise<Map<string, ReportWritten>> {
   const column = <T>(pick: (write: ReportWrite) => T) => writes.map(pick);
   const deliveries = writes.flatMap((write) => (write.delivery ? [write.delivery] : []));
-  const rows = await query<{ id: string; version: string | null; written: boolean; project_written: boolean; enqueued: boolean }>(
+  const rows = await query<{ id: string; version: string | null; project_written: boolean; enqueued: boolean }>(
     REPORTS_SQL,
     REPORTS_PARAMS.values({
       job_id: column((w) => w.jobId),
@@ -241,7 +241,7 @@ export async function writeReports(query: Query, writes: ReportWrite[]): Promise
   );
   const outcomes = new Map<string, ReportWritten>();
   for (const row of rows) {
-    if (!row.written || row.version === null) {
+    if (row.version === null) {
       outcomes.set(row.id, { outcome: "stale" });
       continue;
     }

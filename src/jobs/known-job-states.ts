@@ -1,3 +1,4 @@
+import { BoundedMap } from "../bounded-map.js";
 import type { JobState } from "./job-sql.js";
 
 /*
@@ -11,6 +12,9 @@ import type { JobState } from "./job-sql.js";
  * (a repeated terminal report, an unknown project, a conflict) is decided on a read, never on it.
  */
 
+/** A job as this process last wrote it: its row, its projects and the job row's version. */
+export type KnownJob = Omit<JobState, "now">;
+
 /** The database's clock as this process last saw it, for the instants a report stamps without a read. */
 export class DatabaseClock {
   /** Database time minus local time, from the last statement that returned the database's now(). */
@@ -20,11 +24,11 @@ export class DatabaseClock {
   constructor(private readonly localNow: () => number = Date.now) {}
 
   /**
-   * A statement that answered at the local instant `answeredAt` saw the database's now() as
-   * `databaseNow` (its transaction's start, so at most one round trip earlier).
+   * A statement that has just answered saw the database's now() as `databaseNow` (its
+   * transaction's start, so at most one round trip earlier).
    */
-  observe(databaseNow: Date, answeredAt: number = this.localNow()): void {
-    this.offsetMs = databaseNow.getTime() - answeredAt;
+  observe(databaseNow: Date): void {
+    this.offsetMs = databaseNow.getTime() - this.localNow();
   }
 
   /**
@@ -36,37 +40,29 @@ export class DatabaseClock {
   }
 }
 
+/** The jobs this process has just written, at most `capacity` (the least recently written goes first). */
 export class KnownJobStates {
-  /** In the order remembered (a Map keeps insertion order): the first is the oldest, dropped first. */
-  private readonly states = new Map<string, Omit<JobState, "now">>();
+  private readonly states: BoundedMap<string, KnownJob>;
 
   /**
    * @param capacity the most jobs remembered; 0 remembers none.
    * @param clock the database's clock, for the instants of a report planned from here.
    */
   constructor(
-    readonly capacity: number,
+    capacity: number,
     readonly clock: DatabaseClock = new DatabaseClock(),
-  ) {}
-
-  get size(): number {
-    return this.states.size;
+  ) {
+    this.states = new BoundedMap(capacity);
   }
 
   /** The job as this process last wrote it (a guess: see above). */
-  get(jobId: string): Omit<JobState, "now"> | undefined {
+  get(jobId: string): KnownJob | undefined {
     return this.states.get(jobId);
   }
 
-  /** Remembers a job as just written; the oldest one goes when full. */
-  remember(state: Omit<JobState, "now">): void {
-    if (this.capacity === 0) return;
-    this.states.delete(state.job.id);
+  /** Remembers a job as just written. */
+  remember(state: KnownJob): void {
     this.states.set(state.job.id, state);
-    if (this.states.size > this.capacity) {
-      const oldest = this.states.keys().next();
-      if (!oldest.done) this.states.delete(oldest.value);
-    }
   }
 
   forget(jobId: string): void {

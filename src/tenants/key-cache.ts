@@ -1,3 +1,5 @@
+import { BoundedMap } from "../bounded-map.js";
+
 /** How many keys a cache holds by default. */
 export const DEFAULT_KEY_CACHE_SIZE = 10_000;
 
@@ -8,27 +10,18 @@ export const DEFAULT_KEY_CACHE_SIZE = 10_000;
  * create statement does, job-sql.ts).
  */
 export class ApiKeyCache {
-  private readonly tenants = new Map<string, string>();
+  private readonly tenants: BoundedMap<string, string>;
 
-  constructor(private readonly capacity = DEFAULT_KEY_CACHE_SIZE) {}
+  constructor(capacity = DEFAULT_KEY_CACHE_SIZE) {
+    this.tenants = new BoundedMap(capacity);
+  }
 
   get(keyHash: string): string | undefined {
-    const tenantId = this.tenants.get(keyHash);
-    if (tenantId !== undefined) {
-      // A Map keeps insertion order: re-inserting makes this key the most recently used.
-      this.tenants.delete(keyHash);
-      this.tenants.set(keyHash, tenantId);
-    }
-    return tenantId;
+    return this.tenants.get(keyHash);
   }
 
   set(keyHash: string, tenantId: string): void {
-    this.tenants.delete(keyHash);
     this.tenants.set(keyHash, tenantId);
-    if (this.tenants.size > this.capacity) {
-      const oldest = this.tenants.keys().next();
-      if (!oldest.done) this.tenants.delete(oldest.value);
-    }
   }
 
   delete(keyHash: string): void {
