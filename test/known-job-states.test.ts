@@ -35,6 +35,13 @@ async function newJob(service: JobService, projectCount = 1): Promise<string> {
   return job.id;
 }
 
+/** The job has exactly one webhook row, the completed job's with `completedProjects`. */
+async function expectOneWebhook(jobId: string, completedProjects: number): Promise<void> {
+  const deliveries = await deliveriesOf(testDb.database, jobId);
+  expect(deliveries).toHaveLength(1);
+  expect(deliveries[0]?.payload).toMatchObject({ jobId, status: "completed", completedProjects });
+}
+
 const completed: ProjectUpdate = { status: "completed", videoUrl: "https://cdn.example.com/v.mp4" };
 const processing: ProjectUpdate = { status: "processing" };
 
@@ -51,9 +58,7 @@ describe("reports on jobs this process has just written", () => {
     expect(view.status).toBe("completed");
     expect(counts.get("job_read_states")).toBeUndefined();
     expect(counts.get("job_write_reports")).toBe(3);
-    const deliveries = await deliveriesOf(testDb.database, jobId);
-    expect(deliveries).toHaveLength(1);
-    expect(deliveries[0]?.payload).toMatchObject({ jobId, status: "completed", completedProjects: 2 });
+    await expectOneWebhook(jobId, 2);
   });
 
   it("read a job another process moved since, and keep what that process wrote", async () => {
@@ -70,9 +75,7 @@ describe("reports on jobs this process has just written", () => {
     // The guess went stale: its write changed nothing, and the report read the job and wrote again.
     expect(counts.get("job_write_reports")).toBe(2);
     expect(counts.get("job_read_states")).toBe(1);
-    const deliveries = await deliveriesOf(testDb.database, jobId);
-    expect(deliveries).toHaveLength(1);
-    expect(deliveries[0]?.payload).toMatchObject({ jobId, status: "completed", completedProjects: 2 });
+    await expectOneWebhook(jobId, 2);
   });
 
   it("decide on a read what the guess would not write: a repeated or conflicting terminal report", async () => {
@@ -80,6 +83,8 @@ describe("reports on jobs this process has just written", () => {
     const service = testJobService(countingDatabase(testDb.database, counts));
     const jobId = await newJob(service, 2);
     await service.updateProject(jobId, 0, completed);
+    // That report was written from the job as created.
+    expect(counts.get("job_read_states")).toBeUndefined();
 
     await expect(service.updateProject(jobId, 0, { status: "failed" })).rejects.toMatchObject({
       status: 409,
@@ -92,9 +97,12 @@ describe("reports on jobs this process has just written", () => {
   });
 
   it("stamps a guessed write no earlier than the job's last write", async () => {
-    const service = testJobService(testDb.database);
+    const counts = new Map<string, number>();
+    const service = testJobService(countingDatabase(testDb.database, counts));
     const jobId = await newJob(service);
     const view = await service.updateProject(jobId, 0, completed);
+    // Stamped from the database's clock as the create saw it, not from a read's now().
+    expect(counts.get("job_read_states")).toBeUndefined();
     const [row] = await testDb.database.query<{ created_at: Date; updated_at: Date; completed_at: Date }>(
       "select created_at, updated_at, completed_at from webhook_outbox.jobs where id = $1",
       [jobId],
