@@ -210,6 +210,17 @@ describe("the operator's CLI", () => {
 
 describe("the step's plan", () => {
   it("walks the tenant's failed deliveries through their partial index, never a full scan", async () => {
+    // A table of a few pages is read whole by any plan: give it the rows of a real one (finished,
+    // so no worker takes them), analyzed, so the planner's choice does not hang on autovacuum.
+    await testDb.database.query(
+      `insert into webhook_outbox.webhook_deliveries
+         (tenant_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
+          connect_timeout_ms, finished_at)
+       select d.tenant_id, d.event_type, d.url, d.payload, 'succeeded', 1, d.max_attempts, d.retry_delays_ms, d.timeout_ms,
+              d.connect_timeout_ms, now()
+       from (select * from webhook_outbox.webhook_deliveries limit 1) d, generate_series(1, 5000)`,
+    );
+    await testDb.database.query("analyze webhook_outbox.webhook_deliveries");
     const client = new pg.Client({ connectionString: testDb.url });
     await client.connect();
     try {
