@@ -2,7 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDueDeliveries } from "../bench/lib/seed.js";
 import { queryOn } from "../src/db/client.js";
-import { claimDue, CLAIM_SQL } from "../src/outbox/sql/claim.js";
+import { claimDue, claimSql } from "../src/outbox/sql/claim.js";
 import { RECORD_SQL } from "../src/outbox/sql/record.js";
 import { RELEASE_SQL } from "../src/outbox/sql/release.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
@@ -36,7 +36,7 @@ afterAll(async () => {
 });
 
 const STATEMENTS = {
-  claim: { sql: CLAIM_SQL, types: "text, int, int, int, int, uuid[], int, int, text[]", args: "'w', 96, 5000, 64, 5, '{}', 1000, 256, '{}'" },
+  claim: { sql: claimSql(96), types: "text, int, int, int, int, uuid[], int, int, text[]", args: "'w', 96, 5000, 64, 5, '{}', 1000, 256, '{}'" },
   record: {
     sql: RECORD_SQL,
     types:
@@ -89,7 +89,7 @@ describe("the claim loop's statements", () => {
 
     const claim = await claimTen(true);
     expect(claim.deliveries).toHaveLength(10);
-    expect(await prepared()).toEqual(["outbox_claim"]);
+    expect(await prepared()).toEqual(["outbox_claim_10"]);
     const [table] = (
       await client.query<{ reltuples: number }>(
         "select reltuples::float8 as reltuples from pg_class where oid = 'webhook_outbox.webhook_deliveries'::regclass",
@@ -98,6 +98,20 @@ describe("the claim loop's statements", () => {
     expect(claim.table.rows).toBe(table!.reltuples);
     expect(claim.table.rows).toBeGreaterThanOrEqual(5_000);
     expect(claim.table.liveRows).toBeGreaterThanOrEqual(5_000);
+  });
+
+  it("claim: a limit outside 1 to the batch size is refused before anything is sent", async () => {
+    const sent: string[] = [];
+    const counting = async <Row>(text: string): Promise<Row[]> => {
+      sent.push(text);
+      return [];
+    };
+    const input = { workerId: "plans", leaseMarginMs: 5_000, destinationConcurrency: 64, maxInterruptions: 5 };
+    await expect(claimDue(counting, { ...input, limit: 97, batchSize: 96 })).rejects.toThrow(RangeError);
+    await expect(claimDue(counting, { ...input, limit: 0 })).rejects.toThrow(RangeError);
+    await expect(claimDue(counting, { ...input, limit: 2.5, batchSize: 96 })).rejects.toThrow(RangeError);
+    expect(() => claimSql(0)).toThrow(RangeError);
+    expect(sent).toEqual([]);
   });
 
   for (const mode of ["force_generic_plan", "force_custom_plan"] as const) {

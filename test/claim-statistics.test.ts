@@ -5,7 +5,8 @@ import { openDatabase, type Database, type Query } from "../src/db/client.js";
 import { HttpSender } from "../src/delivery/http-sender.js";
 import { UrlPolicy } from "../src/delivery/url-policy.js";
 import { ANALYZE_SQL } from "../src/outbox/sql/analyze.js";
-import { CLAIM_SQL } from "../src/outbox/sql/claim.js";
+import { claimSql } from "../src/outbox/sql/claim.js";
+import { WORKER_DEFAULTS } from "../src/outbox/worker/options.js";
 import { OutboxWorker } from "../src/outbox/worker/worker.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
@@ -28,6 +29,8 @@ let guestRole: string | undefined;
 let guestDatabase: Database | undefined;
 /** The statement name of each claim the worker sent, in order (undefined: unnamed). */
 const claimNames: Array<string | undefined> = [];
+/** The worker's claim, named after its batch size. */
+const CLAIM_NAME = `outbox_claim_${WORKER_DEFAULTS.batchSize}`;
 
 /** The rows the table's statistics describe. */
 const analyzedRows = async () =>
@@ -73,7 +76,7 @@ const succeeded = async () =>
 /** A worker on `database` whose claims' statement names (undefined: unnamed) and ANALYZEs are noted. */
 function workerOn(database: Database, names: Array<string | undefined>, analyzes: string[] = []): OutboxWorker {
   const query: Query = (text, params, name) => {
-    if (text === CLAIM_SQL) names.push(name);
+    if (text === claimSql(WORKER_DEFAULTS.batchSize)) names.push(name);
     if (text === ANALYZE_SQL) analyzes.push(text);
     return database.query(text, params, name);
   };
@@ -120,11 +123,11 @@ describe("the claim and the table's statistics", () => {
     await eventually(async () => ((await analyzedRows()) >= 2_000 ? true : undefined), 20_000, "statistics taken by the worker");
     // The first claim, before any had reported the table's size, and those while it was stale: unnamed.
     expect(claimNames[0]).toBeUndefined();
-    await eventually(async () => (claimNames.includes("outbox_claim") ? true : undefined), 20_000, "a named claim");
+    await eventually(async () => (claimNames.includes(CLAIM_NAME) ? true : undefined), 20_000, "a named claim");
   });
 
   it("goes back to unnamed claims, and analyzes again, when the table doubles once more", async () => {
-    expect(claimNames.at(-1)).toBe("outbox_claim");
+    expect(claimNames.at(-1)).toBe(CLAIM_NAME);
     const mark = claimNames.length;
     await grow(7_000);
 
@@ -132,7 +135,7 @@ describe("the claim and the table's statistics", () => {
     await eventually(async () => ((await analyzedRows()) >= 8_000 ? true : undefined), 20_000, "statistics taken again");
     const unnamed = claimNames.indexOf(undefined, mark);
     expect(unnamed).toBeGreaterThanOrEqual(mark);
-    await eventually(async () => (claimNames.indexOf("outbox_claim", unnamed) > unnamed ? true : undefined), 20_000, "named claims again");
+    await eventually(async () => (claimNames.indexOf(CLAIM_NAME, unnamed) > unnamed ? true : undefined), 20_000, "named claims again");
   });
 
   it("under a role that does not own the table, keeps delivering with unnamed claims, and asks for an ANALYZE only once per doubling", async () => {

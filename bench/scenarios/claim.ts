@@ -53,12 +53,15 @@ function literal(client: pg.Client, value: unknown): string {
 
 /**
  * The worker's claim at its defaults, `limit` rows at most, from a worker that has seen
- * `fastDestinations` answer quickly (as one draining them has): their room is the fast one.
+ * `fastDestinations` answer quickly (as one draining them has): their room is the fast one. Named,
+ * as the worker sends it while the table's statistics are current (the bench analyzes the table).
  */
 function claimInput(limit: number, fastDestinations: string[]): ClaimInput {
   return {
     workerId: "bench-claim",
     limit,
+    batchSize: limit,
+    named: true,
     leaseMarginMs: WORKER_DEFAULTS.leaseMarginMs,
     destinationConcurrency: WORKER_DEFAULTS.destinationConcurrency,
     slowAfterMs: WORKER_DEFAULTS.destinationSlowAfterMs,

@@ -51,7 +51,14 @@ export interface Claim {
 
 export interface ClaimInput {
   workerId: string;
+  /** Deliveries taken at most. */
   limit: number;
+  /**
+   * The largest `limit` this caller asks for (a worker's batch size): the statement is made and
+   * prepared once per batch size, and reads up to four times as many due rows.
+   * @defaultValue limit
+   */
+  batchSize?: number;
   /** Added to each delivery's request timeout to form its lease. */
   leaseMarginMs: number;
   /** Live leases per destination at most, across every worker. */
@@ -85,14 +92,26 @@ export interface ClaimInput {
    */
   ended?: string[];
   /**
-   * Send it as the named statement `outbox_claim` (planned once, its plan kept per connection)
+   * Send it as the named statement `outbox_claim_<batchSize>` (its plan kept per connection)
    * rather than unnamed (planned every time). Safe only while the table's statistics are current.
    * @defaultValue false
    */
   named?: boolean;
 }
 
-export const CLAIM_SQL = `
+/**
+ * The claim for batches of up to `batchSize`: it reads up to four times that many due rows (so each
+ * destination's share can be cut to its room) and takes at most $2 (the limit) of them. The read's
+ * LIMIT is written into the text, not sent as a parameter: with it known, the plan Postgres makes
+ * once for the prepared statement (its generic plan) is estimated as cheap as one made for each
+ * execution, so Postgres keeps it instead of planning the claim on every execution (a fifth more
+ * claims and records a second in a loop of them). With a LIMIT parameter there, the generic plan
+ * guessed the read at a tenth of the due rows, was costed at twice the custom plans and never used.
+ */
+export function claimSql(batchSize: number): string {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
+  const readLimit = batchSize * 4;
+  return `
 with leased as materialized (
   -- Attempts in flight per destination, in every worker: live leases only, so the leases of a dead
   -- worker stop counting when they run out (and their rows are due again), and not the attempts
@@ -136,8 +155,8 @@ held_back as materialized (
 ),
 candidate as materialized (
   -- Due rows in due order, skipping destinations with no room at all: a full destination's backlog
-  -- is passed over here instead of filling the batch. Read, not locked: more than the batch, so each
-  -- destination's share can be cut to its room below.
+  -- is passed over here instead of filling the batch. Read, not locked: four batches' worth (a
+  -- constant of the text, see claimSql), so each destination's share can be cut to its room below.
   select id, destination, destination_id, next_attempt_at
   from webhook_outbox.webhook_deliveries
   where status in ('pending', 'delivering') and next_attempt_at <= now()
@@ -146,7 +165,7 @@ candidate as materialized (
     -- row at all, and a sequential scan of the table looks cheaper than walking the claim index.
     and nullif(destination = any (array(select destination from busy where held >= cap)), true) is not null
   order by next_attempt_at
-  limit $2 * 4
+  limit ${readLimit}
 ),
 probe as materialized (
   -- The oldest parked delivery of each open destination whose cool-down is over (webhook_deliveries_parked_idx).
@@ -200,7 +219,7 @@ chosen as materialized (
 ),
 due as (
   -- Reached through "= any(array(...))", not by a join: a generic plan guesses a LIMIT $2 at a tenth
-  -- of the table and would hash-join a sequential scan of it.
+  -- of what it limits and might hash-join a sequential scan of the table.
   select w.id, w.status as previous_status, w.attempt_count as previous_attempts, w.locked_by as previous_owner,
          w.locked_until as previous_lease_end,
          w.status = 'delivering' as interrupted,
@@ -315,6 +334,7 @@ select null, null, null, null, null, null, null, null, null, null, null, null,
        pg_stat_get_live_tuples('webhook_outbox.webhook_deliveries'::regclass)::float8
 from (select 1) one
 left join lateral (select pg_notify('${OUTBOX_CHANNEL}', '') where exists (select from operational)) notified on true`;
+}
 
 type ClaimRow = Omit<ClaimedDelivery, "id"> & {
   id: string | null;
@@ -323,10 +343,23 @@ type ClaimRow = Omit<ClaimedDelivery, "id"> & {
   live_rows: number | null;
 };
 
+/** The claim's text for each batch size in use, made once. */
+const claimTexts = new Map<number, string>();
+
+function claimText(batchSize: number): string {
+  let text = claimTexts.get(batchSize);
+  if (text === undefined) {
+    text = claimSql(batchSize);
+    claimTexts.set(batchSize, text);
+  }
+  return text;
+}
+
 /**
  * Claims up to `limit` due deliveries, at most each destination's free room.
  *
- * Sent as the named statement `outbox_claim` when `input.named`, else unnamed: planned for its
+ * Sent as the named statement `outbox_claim_<batchSize>` when `input.named` (its name carries the
+ * batch size, so workers with different sizes may share a pool), else unnamed: planned for its
  * parameters and the table's current size every time. The worker names it only while the table's
  * statistics are current (see ../worker/table-statistics.ts): a generic plan made while
  * webhook_deliveries was nearly empty may reach each claimed row by id through
@@ -334,8 +367,12 @@ type ClaimRow = Omit<ClaimedDelivery, "id"> & {
  * per row, kept as the table grows until an ANALYZE: about 110 ms a claim at 100k rows instead of 5.
  */
 export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> {
+  const batchSize = input.batchSize ?? input.limit;
+  if (!Number.isSafeInteger(input.limit) || input.limit < 1 || input.limit > batchSize) {
+    throw new RangeError(`claim limit must be an integer from 1 to the batch size (${batchSize}), got ${input.limit}`);
+  }
   const rows = await query<ClaimRow>(
-    CLAIM_SQL,
+    claimText(batchSize),
     [
       input.workerId,
       input.limit,
@@ -347,7 +384,7 @@ export async function claimDue(query: Query, input: ClaimInput): Promise<Claim> 
       input.fastDestinationConcurrency ?? input.destinationConcurrency,
       input.fastDestinations ?? [],
     ],
-    input.named ? "outbox_claim" : undefined,
+    input.named ? `outbox_claim_${batchSize}` : undefined,
   );
   const deliveries: ClaimedDelivery[] = [];
   let capped: string[] = [];

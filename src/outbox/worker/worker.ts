@@ -157,6 +157,7 @@ export class OutboxWorker {
         claim = await claimDue(this.options.database.query, {
           workerId: this.workerId,
           limit,
+          batchSize: this.settings.batchSize,
           leaseMarginMs: this.settings.leaseMarginMs,
           destinationConcurrency: this.settings.destinationConcurrency,
           slowAfterMs: this.settings.destinationSlowAfterMs,
