@@ -1,5 +1,6 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Database } from "../src/db/client.js";
+import { queryOn, type Database, type Query } from "../src/db/client.js";
 import type { JobService, ProjectUpdate } from "../src/jobs/job-service.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
 import { countingDatabase } from "./support/counting-database.js";
@@ -123,5 +124,57 @@ describe("report batching", () => {
 
     // The first report went alone; the two that queued behind it left before it was answered.
     expect(events).toEqual(["round sent", "round sent", "report 0 answered", "report 1 answered", "report 2 answered"]);
+  });
+});
+
+describe("the report read's plan", () => {
+  it("is planned once and reused whatever the batch's size (a generic plan), reaching jobs by primary key", async () => {
+    const client = new pg.Client({ connectionString: testDb.url });
+    await client.connect();
+    try {
+      let readText: string | undefined;
+      const onClient = queryOn(client);
+      const query: Query = (text, params, name) => {
+        if (name === "job_read_states") readText = text;
+        return onClient(text, params, name);
+      };
+      // Tables of a service's size (any plan of a tiny table scans it whole, and costs the same
+      // whatever the batch): 5,000 finished jobs, analyzed.
+      await client.query(
+        `with j as (
+           insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, deadline_at, completed_at)
+           select $1, 'nouvel', 'finished', 'completed', now(), now() from generate_series(1, 5000)
+           returning id
+         )
+         insert into webhook_outbox.job_projects (job_id, index, status, video_url)
+         select id, 0, 'completed', 'https://cdn.example.com/v.mp4' from j`,
+        [tenant.tenantId],
+      );
+      await client.query("analyze webhook_outbox.jobs, webhook_outbox.job_projects");
+      // A process that remembers no job reads every job it reports on (as one that did not create it).
+      const service = testJobService({ ...testDb.database, query }, { reportConcurrency: 1, knownJobs: 0 });
+      for (let round = 0; round < 12; round++) {
+        const jobIds = await Promise.all(Array.from({ length: 1 + (round % 3) * 4 }, () => newJob()));
+        await Promise.all(jobIds.map((jobId) => service.updateProject(jobId, 0, completed)));
+      }
+      const [plans] = (
+        await client.query<{ generic_plans: string; custom_plans: string }>(
+          "select generic_plans, custom_plans from pg_prepared_statements where name = 'job_read_states'",
+        )
+      ).rows;
+      // Postgres tries five custom plans before it compares; from then on the generic one serves.
+      expect(Number(plans?.custom_plans)).toBeLessThanOrEqual(5);
+      expect(Number(plans?.generic_plans)).toBeGreaterThan(5);
+
+      // The generic plan finds the jobs by primary key, however many ids the array holds.
+      await client.query("set plan_cache_mode = force_generic_plan");
+      await client.query(`prepare read_plan(uuid[]) as ${readText}`);
+      const { rows } = await client.query<Record<string, string>>(`explain execute read_plan('{}')`);
+      const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
+      expect(plan).toMatch(/Index Scan using jobs_pkey/);
+      expect(plan).not.toMatch(/Seq Scan on jobs/);
+    } finally {
+      await client.end();
+    }
   });
 });
