@@ -29,7 +29,8 @@ let guestRole: string | undefined;
 let guestDatabase: Database | undefined;
 /** The statement name of each claim the worker sent, in order (undefined: unnamed). */
 const claimNames: Array<string | undefined> = [];
-/** The worker's claim, named after its batch size. */
+/** The worker's claim: its text, and its name, which carries the batch size. */
+const CLAIM_TEXT = claimSql(WORKER_DEFAULTS.batchSize);
 const CLAIM_NAME = `outbox_claim_${WORKER_DEFAULTS.batchSize}`;
 
 /** The rows the table's statistics describe. */
@@ -76,7 +77,7 @@ const succeeded = async () =>
 /** A worker on `database` whose claims' statement names (undefined: unnamed) and ANALYZEs are noted. */
 function workerOn(database: Database, names: Array<string | undefined>, analyzes: string[] = []): OutboxWorker {
   const query: Query = (text, params, name) => {
-    if (text === claimSql(WORKER_DEFAULTS.batchSize)) names.push(name);
+    if (text === CLAIM_TEXT) names.push(name);
     if (text === ANALYZE_SQL) analyzes.push(text);
     return database.query(text, params, name);
   };

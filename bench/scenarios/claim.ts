@@ -60,7 +60,6 @@ function claimInput(limit: number, fastDestinations: string[]): ClaimInput {
   return {
     workerId: "bench-claim",
     limit,
-    batchSize: limit,
     named: true,
     leaseMarginMs: WORKER_DEFAULTS.leaseMarginMs,
     destinationConcurrency: WORKER_DEFAULTS.destinationConcurrency,
