@@ -6,6 +6,7 @@
  * scratch one). BENCH_DELIVERIES scales the seed.
  */
 import { configWith } from "../src/config.js";
+import { destinationIdSql, destinationSql } from "../src/db/schema.js";
 import { createLogger } from "../src/logger.js";
 import { startService } from "../src/service.js";
 import { createTenant, type CreatedTenant } from "../src/tenants/tenant-service.js";
@@ -33,9 +34,11 @@ try {
     tenants.map((t) => t.tenantId),
   ]);
   await q(
-    `insert into webhook_outbox.destinations (tenant_id, url, created_at)
-     select t.id, 'https://d' || k || '.example.com/hook', now() - interval '31 days' + k * interval '1 second'
-     from generate_series(0, ${DESTINATIONS - 1}) k join bench_tenants t on t.n = k % ${TENANTS}`,
+    `insert into webhook_outbox.destinations (id, tenant_id, url, created_at)
+     select ${destinationIdSql("d.tenant_id", "d.url")}, d.tenant_id, d.url, d.created_at
+     from (select t.id as tenant_id, 'https://d' || k || '.example.com/hook' as url,
+                  now() - interval '31 days' + k * interval '1 second' as created_at
+           from generate_series(0, ${DESTINATIONS - 1}) k join bench_tenants t on t.n = k % ${TENANTS}) d`,
   );
   // Plain indexes are built after the load (the constraints' stay).
   const indexes = await q<{ name: string; definition: string }>(
@@ -49,7 +52,7 @@ try {
   await q(
     `insert into webhook_outbox.webhook_deliveries (tenant_id, event_type, url, payload, status, attempt_count,
        max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, last_response_status,
-       created_at, finished_at)
+       created_at, finished_at, destination, destination_id)
      select t.id, case when i % 3 = 0 then 'order.refunded' else 'order.paid' end,
        'https://d' || (i % ${DESTINATIONS}) || '.example.com/hook',
        jsonb_build_object('event', 'order.paid', 'orderId', i, 'amount', i % 1000, 'currency', 'EUR'),
@@ -58,7 +61,9 @@ try {
        case when i <= 2000 then now() - (i % 60) * interval '1 second' end,
        case when i <= 2000 then 503 when i % 20 = 0 then 500 else 200 end,
        date_trunc('milliseconds', now() - i * (interval '30 days' / ${DELIVERIES})),
-       case when i > 2000 then now() - i * (interval '30 days' / ${DELIVERIES}) + interval '70 seconds' end
+       case when i > 2000 then now() - i * (interval '30 days' / ${DELIVERIES}) + interval '70 seconds' end,
+       ${destinationSql("'https://d' || (i % " + DESTINATIONS + ") || '.example.com/hook'")},
+       ${destinationIdSql("t.id", "('https://d' || (i % " + DESTINATIONS + ") || '.example.com/hook')")}
      from generate_series(1, ${DELIVERIES}) i
      join bench_tenants t on t.n = (i % ${DESTINATIONS}) % ${TENANTS}`,
   );

@@ -7,6 +7,7 @@ import { RECORD_SQL } from "../src/outbox/sql/record.js";
 import { RELEASE_SQL } from "../src/outbox/sql/release.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { destinationIdSql } from "../src/db/schema.js";
 
 /*
  * The record and the release are prepared once per connection. After five executions Postgres
@@ -116,8 +117,10 @@ describe("the claim loop's statements", () => {
   it("claim: with a destination open and most of its rows parked, the probe comes from the parked index and nothing is scanned whole", async () => {
     // Many healthy destinations beside it, as in production: the open one is found by its index.
     await client.query(
-      `insert into webhook_outbox.destinations (tenant_id, url)
-       select tenant_id, 'http://127.0.0.1:9/other/' || g from webhook_outbox.destinations, generate_series(1, 2000) g`,
+      `insert into webhook_outbox.destinations (id, tenant_id, url)
+       select ${destinationIdSql("o.tenant_id", "o.url")}, o.tenant_id, o.url
+       from (select tenant_id, 'http://127.0.0.1:9/other/' || g as url
+             from webhook_outbox.destinations, generate_series(1, 2000) g) o`,
     );
     await client.query(
       `update webhook_outbox.destinations set state = 'open', open_until = now() - interval '1 second',

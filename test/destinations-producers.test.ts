@@ -1,6 +1,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { destinationIdSql, destinationSql } from "../src/db/schema.js";
 import { createOutbox, type Outbox } from "../src/library/index.js";
+import { setOperationalWebhook } from "../src/outbox/operational-webhooks.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { startHarness, type Harness } from "./support/harness.js";
 
@@ -31,11 +33,15 @@ afterAll(async () => {
 });
 
 async function destinations(tenantId: string) {
-  return testDb.database.query<{ id: string; url: string; state: string; deliveries: number; matching: number }>(
+  // "matching": the deliveries of the destination whose tenant, URL and host:port are its own, as
+  // destinationSql and destinationIdSql derive them; "derived": its id is derived from its tenant and URL.
+  return testDb.database.query<{ id: string; url: string; state: string; deliveries: number; matching: number; derived: boolean }>(
     `select g.id, g.url, g.state,
             (select count(*)::int from webhook_outbox.webhook_deliveries d where d.destination_id = g.id) as deliveries,
             (select count(*)::int from webhook_outbox.webhook_deliveries d
-             where d.destination_id = g.id and d.tenant_id = g.tenant_id and d.url = g.url) as matching
+             where d.destination_id = g.id and d.tenant_id = g.tenant_id and d.url = g.url
+               and d.destination = ${destinationSql("d.url")}) as matching,
+            g.id = ${destinationIdSql("g.tenant_id", "g.url")} as derived
      from webhook_outbox.destinations g where g.tenant_id = $1 order by g.url`,
     [tenantId],
   );
@@ -52,8 +58,8 @@ describe("every producer of a delivery", () => {
       "http://127.0.0.1:9/sql-only",
     ]);
     expect(await destinations(tenant.tenantId)).toEqual([
-      { id: expect.any(String), url, state: "healthy", deliveries: 2, matching: 2 },
-      { id: expect.any(String), url: "http://127.0.0.1:9/sql-only", state: "healthy", deliveries: 1, matching: 1 },
+      { id: expect.any(String), url, state: "healthy", deliveries: 2, matching: 2, derived: true },
+      { id: expect.any(String), url: "http://127.0.0.1:9/sql-only", state: "healthy", deliveries: 1, matching: 1, derived: true },
     ]);
 
     // The job API, when a job becomes terminal.
@@ -61,12 +67,39 @@ describe("every producer of a delivery", () => {
     const created = await harness.api.post("/api/v1/generate", { prompt: "producer", webhookUrl: url });
     await harness.api.finishJob(created.body.jobId, 1, "completed");
     expect(await destinations(apiTenant.tenantId)).toEqual([
-      { id: expect.any(String), url, state: "healthy", deliveries: 1, matching: 1 },
+      { id: expect.any(String), url, state: "healthy", deliveries: 1, matching: 1, derived: true },
     ]);
     // Another tenant's same URL is another destination.
     const [mine] = await destinations(tenant.tenantId);
     const [theirs] = await destinations(apiTenant.tenantId);
     expect(mine?.id).not.toBe(theirs?.id);
+  });
+
+  it("writes the destination of an operational webhook's URL when it is set", async () => {
+    const tenant = await outbox.createTenant("operational-producer");
+    const url = "http://127.0.0.1:9/operations";
+    await setOperationalWebhook(testDb.database, tenant.tenantId, url, { retryDelaysMs: [0], timeoutMs: 1_000, connectTimeoutMs: 1_000 });
+    expect(await destinations(tenant.tenantId)).toEqual([
+      { id: expect.any(String), url, state: "healthy", deliveries: 0, matching: 0, derived: true },
+    ]);
+  });
+
+  it("writes destination, destination_id and destinations.id itself: none is a generated column", async () => {
+    // Postgres 15 parses a table's generation expressions again for every statement that inserts
+    // into or updates it; the claim and the record statements update webhook_deliveries all the time.
+    const { rows } = await pool.query<{ column: string; generated: string; not_null: boolean }>(
+      `select c.relname || '.' || a.attname as column, a.attgenerated as generated, a.attnotnull as not_null
+       from pg_attribute a join pg_class c on c.oid = a.attrelid
+       join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'webhook_outbox'
+       where (c.relname, a.attname) in (('webhook_deliveries', 'destination'), ('webhook_deliveries', 'destination_id'),
+                                        ('destinations', 'id'))
+       order by 1`,
+    );
+    expect(rows).toEqual([
+      { column: "destinations.id", generated: "", not_null: true },
+      { column: "webhook_deliveries.destination", generated: "", not_null: true },
+      { column: "webhook_deliveries.destination_id", generated: "", not_null: true },
+    ]);
   });
 
   it("a destination id is a name-based UUID of tenant and URL, the same however it is computed", async () => {

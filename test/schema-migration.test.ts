@@ -6,6 +6,7 @@ import { migrate } from "drizzle-orm/node-postgres/migrator";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { createScratchDatabase, type ScratchDatabase } from "../bench/lib/database.js";
 import { MIGRATIONS_FOLDER, runMigrations } from "../src/db/migrate.js";
+import { destinationIdSql, destinationSql } from "../src/db/schema.js";
 import { eventually, startHarness } from "./support/harness.js";
 import { attemptsOf } from "./support/queries.js";
 import { Receiver } from "./support/receiver.js";
@@ -134,6 +135,19 @@ describe("a database of the old layout (tables in public)", () => {
       [jobId, done?.id],
     );
     expect(counts).toEqual({ tenants: 1, keys: 1, projects: 1, deliveries: 2, attempts: 1, points: 3, audit: 2 });
+    // The destination columns, no longer generated, keep what they were derived as, and every moved
+    // delivery has its destination row.
+    const destinations = await q<{ matches: boolean; has_row: boolean }>(
+      `select d.destination = ${destinationSql("d.url")} and d.destination_id = ${destinationIdSql("d.tenant_id", "d.url")} as matches,
+              exists (select from webhook_outbox.destinations g
+                      where g.id = d.destination_id and g.id = ${destinationIdSql("g.tenant_id", "g.url")}) as has_row
+       from webhook_outbox.webhook_deliveries d where d.job_id = $1`,
+      [jobId],
+    );
+    expect(destinations).toEqual([
+      { matches: true, has_row: true },
+      { matches: true, has_row: true },
+    ]);
 
     // The moved rows are live: the pending one is claimed, signed with the moved secret and recorded
     // after the moved attempt (its id sequence moved with its table).

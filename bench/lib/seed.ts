@@ -1,5 +1,6 @@
 import { configWith } from "../../src/config.js";
 import type { Database } from "../../src/db/client.js";
+import { destinationIdSql, destinationSql } from "../../src/db/schema.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
 import { deliveryPolicies } from "../../src/jobs/delivery-policies.js";
 import { webhookPayload } from "./payload.js";
@@ -26,7 +27,8 @@ export async function seedDueDeliveries(
   for (let done = 0; done < count; done += CHUNK) {
     await database.query(
       `with destination as (
-         insert into webhook_outbox.destinations (tenant_id, url) select $1, unnest($2::text[]) on conflict do nothing
+         insert into webhook_outbox.destinations (id, tenant_id, url)
+         select ${destinationIdSql("$1::uuid", "u.url")}, $1, u.url from unnest($2::text[]) u(url) on conflict do nothing
        ), j as (
          insert into webhook_outbox.jobs (tenant_id, api_flavor, prompt, status, webhook_url, deadline_at, completed_at)
          select $1, 'nouvel', 'bench', 'completed', ($2::text[])[1 + (g + $11::int) % cardinality($2::text[])],
@@ -35,9 +37,10 @@ export async function seedDueDeliveries(
          returning id, webhook_url
        )
        insert into webhook_outbox.webhook_deliveries
-         (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
+         (tenant_id, job_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at,
+          destination, destination_id)
        select $1, j.id, $4, j.webhook_url, jsonb_set($5::jsonb, '{jobId}', to_jsonb(j.id::text)), $6, $7::int[], $8, $9,
-              coalesce($10::timestamptz, now())
+              coalesce($10::timestamptz, now()), ${destinationSql("j.webhook_url")}, ${destinationIdSql("$1::uuid", "j.webhook_url")}
        from j`,
       [
         tenantId,

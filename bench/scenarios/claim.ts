@@ -1,5 +1,6 @@
 import pg from "pg";
 import { queryOn, type Query } from "../../src/db/client.js";
+import { destinationIdSql, destinationSql } from "../../src/db/schema.js";
 import { claimDue, type ClaimInput } from "../../src/outbox/sql/claim.js";
 import { WORKER_DEFAULTS } from "../../src/outbox/worker/options.js";
 import { JOB_COMPLETED_EVENT } from "../../src/jobs/payloads.js";
@@ -120,7 +121,7 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
     await client.query(
       `insert into webhook_outbox.webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
-          connect_timeout_ms, next_attempt_at, last_response_status, created_at, finished_at)
+          connect_timeout_ms, next_attempt_at, last_response_status, created_at, finished_at, destination, destination_id)
        select $1, gen_random_uuid(), $2, $3,
               case when b < $7::int then $4::jsonb else $5::jsonb end,
               case when b < $7::int then 'pending' when b < $8::int then 'failed' else 'succeeded' end,
@@ -130,7 +131,8 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
                    when b < $7::int then now() + interval '1 day' + (g % 60000) * interval '1 millisecond' end,
               case when b < $7::int then null when b < $8::int then 500 else 200 end,
               now() - interval '30 days' + (g::float8 / $9::float8) * interval '30 days',
-              case when b < $7::int then null else now() - interval '30 days' + (g::float8 / $9::float8) * interval '30 days' end
+              case when b < $7::int then null else now() - interval '30 days' + (g::float8 / $9::float8) * interval '30 days' end,
+              ${destinationSql("$3::text")}, ${destinationIdSql("$1::uuid", "$3::text")}
        from (select g, (g * 7919) % ${PER_TEN_THOUSAND} as b from generate_series($14::bigint, $15::bigint) g) s`,
       [
         tenantId,

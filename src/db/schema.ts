@@ -62,10 +62,24 @@ export const MAX_EVENT_TYPE_LENGTH = 255;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 /**
+ * The host:port of a URL (its authority), lower-cased: webhook_deliveries.destination, what the
+ * per-destination cap counts. SQL over the column or expression `url`.
+ */
+export function destinationSql(url: string): string {
+  return `lower(substring(${url} from '${URL_AUTHORITY_PATTERN}'))`;
+}
+
+/**
  * A destination's id, derived from (tenant_id, url): a name-based UUID (version 3, the MD5 of
  * "tenant_id url"). Every producer of a delivery gets its destination_id without a lookup, and
  * the destinations primary key is the unique (tenant_id, url) without an index on URLs up to
  * 2048 characters (a btree entry holds at most 2704 bytes).
+ *
+ * The producers write destinations.id, webhook_deliveries.destination and destination_id with
+ * these expressions (src/outbox/enqueue.ts; the SQL API's function, migrations/0013). They are not
+ * generated columns: Postgres 15 parses a table's generation expressions again for every statement
+ * that inserts into or updates it, even where none is computed, and the claim and the record
+ * statements update webhook_deliveries many times a second.
  */
 export function destinationIdSql(tenantId: string, url: string): string {
   const hex = `md5(${tenantId}::text || ' ' || ${url})`;
@@ -223,9 +237,8 @@ export const idempotencyKeys = outboxSchema.table(
 export const destinations = outboxSchema.table(
   "destinations",
   {
-    id: uuid("id")
-      .primaryKey()
-      .generatedAlwaysAs(sql.raw(destinationIdSql("tenant_id", "url"))),
+    /** destinationIdSql(tenant_id, url), written by the producer that first names the destination. */
+    id: uuid("id").primaryKey(),
     tenantId: uuid("tenant_id").notNull(),
     url: text("url").notNull(),
     state: text("state").$type<DestinationState>().notNull().default("healthy"),
@@ -392,17 +405,15 @@ export const webhookDeliveries = outboxSchema.table(
     lastError: text("last_error"),
     createdAt: tstz("created_at").notNull().default(nowMs),
     finishedAt: tstz("finished_at"),
-    // host:port of the URL (its authority), lower-cased: what the per-destination cap counts.
-    destination: text("destination")
-      .notNull()
-      .generatedAlwaysAs(sql.raw(`lower(substring(url from '${URL_AUTHORITY_PATTERN}'))`)),
+    // host:port of the URL (its authority), lower-cased: what the per-destination cap counts. Written
+    // by every producer from url (destinationSql); url never changes.
+    destination: text("destination").notNull(),
     // Leases that ran out with the attempt unrecorded (its worker died). They spend no attempt of the
     // budget; past MAX_INTERRUPTIONS the delivery fails, so a payload that crashes workers still ends.
     interruptions: integer("interruptions").notNull().default(0),
-    // The destination (tenant_id, url) whose health this delivery shares; see destinationIdSql.
-    destinationId: uuid("destination_id")
-      .notNull()
-      .generatedAlwaysAs(sql.raw(destinationIdSql("tenant_id", "url"))),
+    // The destination (tenant_id, url) whose health this delivery shares, written by every producer
+    // (destinationIdSql).
+    destinationId: uuid("destination_id").notNull(),
   },
   (t) => [
     foreignKey({ name: "webhook_deliveries_tenant_fk", columns: [t.tenantId], foreignColumns: [tenants.id] }).onDelete(

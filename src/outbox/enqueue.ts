@@ -1,4 +1,5 @@
 import type { Query } from "../db/client.js";
+import { destinationIdSql, destinationSql } from "../db/schema.js";
 import { StatementParams } from "../db/statement-params.js";
 import type { DeliveryPolicy } from "./policy.js";
 
@@ -51,17 +52,19 @@ export function deliveriesInsertFrom(name: string, source: string, options: { de
   const destinations = options.destinationsExist
     ? ""
     : `${name}_destinations as (
-  insert into webhook_outbox.destinations (tenant_id, url)
-  select distinct s.tenant_id, s.url from (${source}) s
+  insert into webhook_outbox.destinations (id, tenant_id, url)
+  select ${destinationIdSql("d.tenant_id", "d.url")}, d.tenant_id, d.url
+  from (select distinct s.tenant_id, s.url from (${source}) s) d
   on conflict do nothing
 ), `;
   return `${destinations}${name} as (
   insert into webhook_outbox.webhook_deliveries
     (tenant_id, job_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,
-     connect_timeout_ms, next_attempt_at)
+     connect_timeout_ms, next_attempt_at, destination, destination_id)
   select s.tenant_id, s.job_id, s.event_type, s.url, s.payload::jsonb, s.idempotency_key,
          cardinality(s.retry_delays_ms::int[]), s.retry_delays_ms::int[], s.timeout_ms, s.connect_timeout_ms,
-         now() + (s.retry_delays_ms::int[])[1] * interval '1 millisecond'
+         now() + (s.retry_delays_ms::int[])[1] * interval '1 millisecond',
+         ${destinationSql("s.url")}, ${destinationIdSql("s.tenant_id", "s.url")}
   from (${source}) s
   on conflict do nothing
   returning id, job_id
@@ -112,15 +115,15 @@ const ENQUEUE_ONE_SQL = `
 with tenant as (
   select id from webhook_outbox.tenants where id = $1::uuid for key share
 ), destination as (
-  insert into webhook_outbox.destinations (tenant_id, url)
-  select id, $3 from tenant
+  insert into webhook_outbox.destinations (id, tenant_id, url)
+  select ${destinationIdSql("t.id", "$3::text")}, t.id, $3 from tenant t
   on conflict do nothing
 ), inserted as (
   insert into webhook_outbox.webhook_deliveries
     (tenant_id, event_type, url, payload, idempotency_key, max_attempts, retry_delays_ms, timeout_ms,
-     connect_timeout_ms, next_attempt_at)
+     connect_timeout_ms, next_attempt_at, destination, destination_id)
   select t.id, $2, $3, $4::jsonb, $5, cardinality($6::int[]), $6::int[], $7, $8,
-         now() + ($6::int[])[1] * interval '1 millisecond'
+         now() + ($6::int[])[1] * interval '1 millisecond', ${destinationSql("$3::text")}, ${destinationIdSql("t.id", "$3::text")}
   from tenant t
   on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
   returning id

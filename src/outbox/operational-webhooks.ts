@@ -1,4 +1,5 @@
 import type { Database } from "../db/client.js";
+import { destinationIdSql } from "../db/schema.js";
 import type { DeliveryPolicy } from "./policy.js";
 
 /**
@@ -57,7 +58,8 @@ function toWebhook(row: OperationalWebhookRecord): OperationalWebhook {
 // reference a destination that exists.
 const SET_SQL = `
 with destination as (
-  insert into webhook_outbox.destinations (tenant_id, url) values ($1, $2) on conflict do nothing
+  insert into webhook_outbox.destinations (id, tenant_id, url)
+  values (${destinationIdSql("$1::uuid", "$2::text")}, $1, $2) on conflict do nothing
 )
 insert into webhook_outbox.operational_webhooks (tenant_id, url, retry_delays_ms, timeout_ms, connect_timeout_ms)
 values ($1, $2, $3::int[], $4, $5)
