@@ -23,15 +23,15 @@ describe("the claim's limit and batch size", () => {
     expect(sent).toEqual([]);
   });
 
-  it("sends one text per batch size, whatever the limit, reading four batches' worth", async () => {
+  it("sends one text per batch size, whatever the limit, reading two batches' worth", async () => {
     const sent: string[] = [];
     await claimDue(recording(sent), { ...input, limit: 96, batchSize: 96 });
     await claimDue(recording(sent), { ...input, limit: 7, batchSize: 96 });
     await claimDue(recording(sent), { ...input, limit: 10 });
     expect(sent[0]).toBe(sent[1]);
     expect(sent[0]).toBe(claimSql(96));
-    expect(sent[0]).toContain("limit 384");
+    expect(sent[0]).toContain("limit 192");
     expect(sent[2]).toBe(claimSql(10));
-    expect(sent[2]).toContain("limit 40");
+    expect(sent[2]).toContain("limit 20");
   });
 });

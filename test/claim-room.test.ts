@@ -1,0 +1,63 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedDueDeliveries } from "../bench/lib/seed.js";
+import { queryOn } from "../src/db/client.js";
+import { claimDue } from "../src/outbox/sql/claim.js";
+import { createTenant } from "../src/tenants/tenant-service.js";
+import { createTestDatabase, type TestDatabase } from "./support/database.js";
+
+/*
+ * A claim reads two batches' worth of due rows: a destination with less room than its share of
+ * them leaves the rest of the batch to the other destinations' rows among them.
+ */
+
+const NARROW = "http://127.0.0.1:9/narrow";
+const WIDE = "http://127.0.0.2:9/wide";
+
+let testDb: TestDatabase;
+let client: pg.Client;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  const tenant = await createTenant(testDb.database, "room");
+  // The two destinations' rows alternate in due order.
+  await seedDueDeliveries(testDb.database, tenant.tenantId, [NARROW, WIDE], 200);
+  client = new pg.Client({ connectionString: testDb.url });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.end();
+  await testDb?.drop();
+});
+
+describe("a claim beside a destination with little room", () => {
+  it("fills its batch from the other destination's rows", async () => {
+    await client.query("begin");
+    try {
+      const claim = await claimDue(queryOn(client), {
+        workerId: "room",
+        limit: 16,
+        batchSize: 16,
+        leaseMarginMs: 5_000,
+        // The narrow destination is slow (2 slots); the wide one fast (up to 100).
+        destinationConcurrency: 2,
+        slowAfterMs: 1_000,
+        fastDestinationConcurrency: 100,
+        fastDestinations: ["127.0.0.2:9"],
+        maxInterruptions: 5,
+      });
+      const per = (destination: string) => claim.deliveries.filter((delivery) => delivery.destination === destination).length;
+      // 32 rows read, 16 of each: 2 of the narrow one's (its room), 14 of the wide one's. Reading one
+      // batch's worth would have found only 8 of the wide one's.
+      expect({ narrow: per("127.0.0.1:9"), wide: per("127.0.0.2:9"), total: claim.deliveries.length }).toEqual({
+        narrow: 2,
+        wide: 14,
+        total: 16,
+      });
+      expect(claim.capped).toEqual(["127.0.0.1:9"]);
+    } finally {
+      await client.query("rollback");
+    }
+  });
+});
