@@ -102,6 +102,24 @@ describe("every producer of a delivery", () => {
     ]);
   });
 
+  it("derives them for a writer that leaves them out (a process of an earlier release, mid-rollout)", async () => {
+    const tenant = await outbox.createTenant("older-writer");
+    const url = "http://127.0.0.1:9/older";
+    // The enqueue of the release before these columns were written by their producers.
+    await pool.query(
+      `with destination as (
+         insert into webhook_outbox.destinations (tenant_id, url) values ($1, $2) on conflict do nothing
+       )
+       insert into webhook_outbox.webhook_deliveries
+         (tenant_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
+       values ($1, 'order.paid', $2, '{}', 1, '{0}', 1000, 1000, now())`,
+      [tenant.tenantId, url],
+    );
+    expect(await destinations(tenant.tenantId)).toEqual([
+      { id: expect.any(String), url, state: "healthy", deliveries: 1, matching: 1, derived: true },
+    ]);
+  });
+
   it("a destination id is a name-based UUID of tenant and URL, the same however it is computed", async () => {
     const [row] = await testDb.database.query<{ id: string }>(
       "select id from webhook_outbox.destinations where tenant_id = $1 limit 1",
