@@ -20,8 +20,16 @@ let client: pg.Client;
 beforeAll(async () => {
   testDb = await createTestDatabase();
   const tenant = await createTenant(testDb.database, "room");
-  // The two destinations' rows alternate in due order.
   await seedDueDeliveries(testDb.database, tenant.tenantId, [NARROW, WIDE], 200);
+  // The two destinations' rows alternate in due order: narrow, wide, narrow, wide, …
+  await testDb.database.query(
+    `update webhook_outbox.webhook_deliveries d
+     set next_attempt_at = now() - interval '1 hour' + (2 * o.n + (d.url = $1)::int) * interval '1 millisecond'
+     from (select id, row_number() over (partition by url order by id) as n from webhook_outbox.webhook_deliveries) o
+     where o.id = d.id`,
+    [WIDE],
+  );
+  await testDb.database.query("analyze webhook_outbox.webhook_deliveries");
   client = new pg.Client({ connectionString: testDb.url });
   await client.connect();
 });
