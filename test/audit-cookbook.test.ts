@@ -5,7 +5,6 @@ import { COOKBOOK } from "../src/audit/cookbook.js";
 import type { Database } from "../src/db/client.js";
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
-import { destinationIdSql, destinationSql } from "../src/db/schema.js";
 
 interface SeedAttempt {
   minutesAgo: number;
@@ -36,19 +35,14 @@ async function seed(name: string, delivery: SeedDelivery): Promise<void> {
   );
   const open = delivery.status === "pending" || delivery.status === "delivering";
   const [row] = await database.query<{ id: string }>(
-    `with destination as (
-       insert into webhook_outbox.destinations (id, tenant_id, url)
-       values (${destinationIdSql("$1::uuid", "$3::text")}, $1, $3) on conflict do nothing
-     )
+    `with destination as (insert into webhook_outbox.destinations (tenant_id, url) values ($1, $3) on conflict do nothing)
      insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
-       retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at,
-       destination, destination_id)
+       retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', $3, '{}', $4::text, $5, 3, '{0,10000,60000}', 10000, 10000,
        case when $6 then now() + interval '1 minute' end,
        case when $4::text = 'delivering' then 'worker-1' end,
        case when $4::text = 'delivering' then now() + interval '1 minute' end,
-       now() - $7 * interval '1 minute', now() - $8 * interval '1 minute',
-       ${destinationSql("$3::text")}, ${destinationIdSql("$1::uuid", "$3::text")})
+       now() - $7 * interval '1 minute', now() - $8 * interval '1 minute')
      returning id`,
     [tenantId, job?.id, delivery.url, delivery.status, delivery.attempts.length, open, delivery.createdMinutesAgo, open ? null : (delivery.finishedMinutesAgo ?? 0)],
   );

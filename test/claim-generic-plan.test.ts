@@ -1,10 +1,8 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDueDeliveries } from "../bench/lib/seed.js";
 import { queryOn } from "../src/db/client.js";
 import { claimDue } from "../src/outbox/sql/claim.js";
-import { createTenant } from "../src/tenants/tenant-service.js";
-import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { createSeededDatabase, type SeededDatabase } from "./support/database.js";
 
 /*
  * The worker's claim is a prepared statement. Postgres plans its first five executions for their
@@ -13,21 +11,17 @@ import { createTestDatabase, type TestDatabase } from "./support/database.js";
  * guessed the read at a tenth of the due rows (2,000 of these 20,000) and was never kept.
  */
 
-let testDb: TestDatabase;
+let seeded: SeededDatabase;
 let client: pg.Client;
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
-  const tenant = await createTenant(testDb.database, "generic-plan");
-  await seedDueDeliveries(testDb.database, tenant.tenantId, "http://127.0.0.1:9/hook", 20_000);
-  await testDb.database.query("analyze webhook_outbox.webhook_deliveries");
-  client = new pg.Client({ connectionString: testDb.url });
-  await client.connect();
+  seeded = await createSeededDatabase("generic-plan", "http://127.0.0.1:9/hook", 20_000);
+  client = seeded.client;
+  await client.query("analyze webhook_outbox.webhook_deliveries");
 });
 
 afterAll(async () => {
-  await client?.end();
-  await testDb?.drop();
+  await seeded?.drop();
 });
 
 describe("the prepared claim", () => {

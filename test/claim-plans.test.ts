@@ -1,13 +1,10 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDueDeliveries } from "../bench/lib/seed.js";
 import { queryOn } from "../src/db/client.js";
 import { claimDue, claimSql } from "../src/outbox/sql/claim.js";
 import { RECORD_SQL } from "../src/outbox/sql/record.js";
 import { RELEASE_SQL } from "../src/outbox/sql/release.js";
-import { createTenant } from "../src/tenants/tenant-service.js";
-import { createTestDatabase, type TestDatabase } from "./support/database.js";
-import { destinationIdSql } from "../src/db/schema.js";
+import { createSeededDatabase, type SeededDatabase } from "./support/database.js";
 
 /*
  * The record and the release are prepared once per connection. After five executions Postgres
@@ -19,21 +16,17 @@ import { destinationIdSql } from "../src/db/schema.js";
  * other statements'.
  */
 
-let testDb: TestDatabase;
+let seeded: SeededDatabase;
 let client: pg.Client;
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
-  const tenant = await createTenant(testDb.database, "plans");
   // Enough rows that a plan joining by a guessed row count prefers to hash the whole table.
-  await seedDueDeliveries(testDb.database, tenant.tenantId, "http://127.0.0.1:9/hook", 5_000);
-  client = new pg.Client({ connectionString: testDb.url });
-  await client.connect();
+  seeded = await createSeededDatabase("plans", "http://127.0.0.1:9/hook", 5_000);
+  client = seeded.client;
 });
 
 afterAll(async () => {
-  await client?.end();
-  await testDb?.drop();
+  await seeded?.drop();
 });
 
 const STATEMENTS = {
@@ -117,10 +110,8 @@ describe("the claim loop's statements", () => {
   it("claim: with a destination open and most of its rows parked, the probe comes from the parked index and nothing is scanned whole", async () => {
     // Many healthy destinations beside it, as in production: the open one is found by its index.
     await client.query(
-      `insert into webhook_outbox.destinations (id, tenant_id, url)
-       select ${destinationIdSql("o.tenant_id", "o.url")}, o.tenant_id, o.url
-       from (select tenant_id, 'http://127.0.0.1:9/other/' || g as url
-             from webhook_outbox.destinations, generate_series(1, 2000) g) o`,
+      `insert into webhook_outbox.destinations (tenant_id, url)
+       select tenant_id, 'http://127.0.0.1:9/other/' || g from webhook_outbox.destinations, generate_series(1, 2000) g`,
     );
     await client.query(
       `update webhook_outbox.destinations set state = 'open', open_until = now() - interval '1 second',

@@ -1,10 +1,8 @@
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDueDeliveries } from "../bench/lib/seed.js";
 import { queryOn } from "../src/db/client.js";
 import { claimDue } from "../src/outbox/sql/claim.js";
-import { createTenant } from "../src/tenants/tenant-service.js";
-import { createTestDatabase, type TestDatabase } from "./support/database.js";
+import { createSeededDatabase, type SeededDatabase } from "./support/database.js";
 
 /*
  * A claim reads two batches' worth of due rows: a destination with less room than its share of
@@ -14,29 +12,25 @@ import { createTestDatabase, type TestDatabase } from "./support/database.js";
 const NARROW = "http://127.0.0.1:9/narrow";
 const WIDE = "http://127.0.0.2:9/wide";
 
-let testDb: TestDatabase;
+let seeded: SeededDatabase;
 let client: pg.Client;
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
-  const tenant = await createTenant(testDb.database, "room");
-  await seedDueDeliveries(testDb.database, tenant.tenantId, [NARROW, WIDE], 200);
+  seeded = await createSeededDatabase("room", [NARROW, WIDE], 200);
+  client = seeded.client;
   // The two destinations' rows alternate in due order: narrow, wide, narrow, wide, …
-  await testDb.database.query(
+  await client.query(
     `update webhook_outbox.webhook_deliveries d
      set next_attempt_at = now() - interval '1 hour' + (2 * o.n + (d.url = $1)::int) * interval '1 millisecond'
      from (select id, row_number() over (partition by url order by id) as n from webhook_outbox.webhook_deliveries) o
      where o.id = d.id`,
     [WIDE],
   );
-  await testDb.database.query("analyze webhook_outbox.webhook_deliveries");
-  client = new pg.Client({ connectionString: testDb.url });
-  await client.connect();
+  await client.query("analyze webhook_outbox.webhook_deliveries");
 });
 
 afterAll(async () => {
-  await client?.end();
-  await testDb?.drop();
+  await seeded?.drop();
 });
 
 describe("a claim beside a destination with little room", () => {

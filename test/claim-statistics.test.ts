@@ -45,10 +45,8 @@ const analyzedRows = async () =>
 async function grow(count: number): Promise<void> {
   await testDb.database.query(
     `insert into webhook_outbox.webhook_deliveries
-       (tenant_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at,
-        destination, destination_id)
-     select d.tenant_id, d.event_type, d.url, d.payload, d.max_attempts, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, now(),
-            d.destination, d.destination_id
+       (tenant_id, event_type, url, payload, max_attempts, retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at)
+     select d.tenant_id, d.event_type, d.url, d.payload, d.max_attempts, d.retry_delays_ms, d.timeout_ms, d.connect_timeout_ms, now()
      from (select * from webhook_outbox.webhook_deliveries limit 1) d, generate_series(1, $1::int)`,
     [count],
   );

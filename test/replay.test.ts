@@ -215,9 +215,9 @@ describe("the step's plan", () => {
     await testDb.database.query(
       `insert into webhook_outbox.webhook_deliveries
          (tenant_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
-          connect_timeout_ms, finished_at, destination, destination_id)
+          connect_timeout_ms, finished_at)
        select d.tenant_id, d.event_type, d.url, d.payload, 'succeeded', 1, d.max_attempts, d.retry_delays_ms, d.timeout_ms,
-              d.connect_timeout_ms, now(), d.destination, d.destination_id
+              d.connect_timeout_ms, now()
        from (select * from webhook_outbox.webhook_deliveries limit 1) d, generate_series(1, 5000)`,
     );
     await testDb.database.query("analyze webhook_outbox.webhook_deliveries");

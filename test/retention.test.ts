@@ -5,7 +5,6 @@ import { pruneFinishedDeliveries, pruneHistory } from "../src/outbox/retention.j
 import { createTenant } from "../src/tenants/tenant-service.js";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { eventually, startHarness } from "./support/harness.js";
-import { destinationIdSql, destinationSql } from "../src/db/schema.js";
 
 const DAY_MS = 86_400_000;
 
@@ -34,17 +33,14 @@ async function seedDelivery(status: "pending" | "delivering" | "succeeded" | "fa
   const open = status === "pending" || status === "delivering";
   const [delivery] = await database.query<{ id: string }>(
     `with destination as (
-       insert into webhook_outbox.destinations (id, tenant_id, url)
-       values (${destinationIdSql("$1::uuid", "'https://example.com/hook'")}, $1, 'https://example.com/hook') on conflict do nothing
+       insert into webhook_outbox.destinations (tenant_id, url) values ($1, 'https://example.com/hook') on conflict do nothing
      )
      insert into webhook_outbox.webhook_deliveries (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts,
-       retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at,
-       destination, destination_id)
+       retry_delays_ms, timeout_ms, connect_timeout_ms, next_attempt_at, locked_by, locked_until, created_at, finished_at)
      values ($1, $2, 'job.completed', 'https://example.com/hook', '{}', $3::text, $4, 5, '{0,10,10,10,10}', 10000, 10000,
        case when $5 then now() + interval '1 hour' end,
        case when $3::text = 'delivering' then 'worker' end, case when $3::text = 'delivering' then now() + interval '1 hour' end,
-       now() - $6 * interval '1 day', case when not $5 then now() - $6 * interval '1 day' end,
-       ${destinationSql("'https://example.com/hook'")}, ${destinationIdSql("$1::uuid", "'https://example.com/hook'")})
+       now() - $6 * interval '1 day', case when not $5 then now() - $6 * interval '1 day' end)
      returning id`,
     [tenantId, job?.id, status, attempts, open, daysAgo],
   );

@@ -119,6 +119,7 @@ async function generate(client: pg.Client, tenantId: string, url: string, rows: 
   for (let done = 0; done < rows; done += CHUNK) {
     const size = Math.min(CHUNK, rows - done);
     await client.query(
+      // The destination columns are written here: in the replica role no trigger fills them.
       `insert into webhook_outbox.webhook_deliveries
          (tenant_id, job_id, event_type, url, payload, status, attempt_count, max_attempts, retry_delays_ms, timeout_ms,
           connect_timeout_ms, next_attempt_at, last_response_status, created_at, finished_at, destination, destination_id)

@@ -76,7 +76,8 @@ export function destinationSql(url: string): string {
  * 2048 characters (a btree entry holds at most 2704 bytes).
  *
  * The producers write destinations.id, webhook_deliveries.destination and destination_id with
- * these expressions (src/outbox/enqueue.ts; the SQL API's function, migrations/0013). They are not
+ * these expressions (src/outbox/enqueue.ts; the SQL API's function, migrations/0013); an insert
+ * that leaves them out gets them derived by a BEFORE INSERT trigger (migrations/0014). They are not
  * generated columns: Postgres 15 parses a table's generation expressions again for every statement
  * that inserts into or updates it, even where none is computed, and the claim and the record
  * statements update webhook_deliveries many times a second.
